@@ -1,0 +1,198 @@
+"""Array backend: NumPy (CPU, FFTW plans) or CuPy (GPU), chosen per chip object.
+
+This is the only module that imports CuPy, and it does so lazily, inside
+:func:`get_backend`. Nothing here is a process global: every chip, twin and
+propagator holds its own :class:`Backend`, so a process can run a CPU chip and a GPU
+chip side by side.
+
+FFTs are *unnormalised* in both directions (``ifft2(fft2(x)) == N * x`` for ``N``
+pixels); callers fold the ``1/N`` into their transfer functions, which saves a pass
+over memory per propagation. Transforms are in place on a cached, aligned workspace
+per batch shape; on the CPU they run through FFTW plans made once per shape
+(pyFFTW, ``FFTW_MEASURE``), which measured 1.3-3x faster than ``scipy.fft`` on the
+2-core reference machine (``shared/bench-spec.md``). Without pyFFTW the CPU backend
+falls back to ``scipy.fft`` with worker threads.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+BACKENDS = ("numpy", "cupy")
+PRECISIONS = {"complex64": (np.complex64, np.float32), "complex128": (np.complex128, np.float64)}
+
+
+def _fft_threads(requested: int | None) -> int:
+    if requested is not None:
+        if requested < 1:
+            raise ValueError(f"fft_threads must be >= 1, got {requested}; pass a positive thread count")
+        return requested
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@dataclass(eq=False)
+class Backend:
+    """Array namespace, dtypes and in-place FFTs for one chip.
+
+    Attributes: ``name`` ('numpy' or 'cupy'), ``xp`` (the array module), ``complex_dtype``
+    and ``real_dtype`` (complex64/float32 by default, complex128/float64 on request).
+    """
+
+    name: str
+    xp: Any
+    complex_dtype: Any
+    real_dtype: Any
+    fft_threads: int = 1
+    _plans: dict = field(default_factory=dict, repr=False)
+    _work: dict = field(default_factory=dict, repr=False)
+
+    # -- transfers -------------------------------------------------------------------
+    def asarray(self, x, dtype=None):
+        """Array on this backend's device (no copy when already there with that dtype)."""
+        return self.xp.asarray(x, dtype=dtype)
+
+    def to_numpy(self, x) -> np.ndarray:
+        """NumPy copy of ``x`` (a host transfer on the GPU backend)."""
+        if self.name == "cupy":
+            return self.xp.asnumpy(x)
+        return np.asarray(x)
+
+    @property
+    def ndimage(self):
+        """``scipy.ndimage`` or ``cupyx.scipy.ndimage`` (filters and shifts of real maps)."""
+        if self.name == "cupy":
+            from cupyx.scipy import ndimage  # noqa: PLC0415  (lazy: GPU only)
+        else:
+            from scipy import ndimage  # noqa: PLC0415
+        return ndimage
+
+    # -- FFTs --------------------------------------------------------------------------
+    def workspace(self, shape: tuple[int, ...]):
+        """A cached complex buffer of ``shape`` (aligned for FFTW on the CPU).
+
+        The buffer is reused by every call with that shape: copy out what you keep.
+        """
+        shape = tuple(int(s) for s in shape)
+        buf = self._work.get(shape)
+        if buf is None:
+            if self.name == "numpy" and _pyfftw() is not None:
+                buf = _pyfftw().empty_aligned(shape, dtype=self.complex_dtype)
+                self._make_plans(buf)  # FFTW_MEASURE overwrites the buffer: plan before use
+            else:
+                buf = self.xp.empty(shape, dtype=self.complex_dtype)
+            self._work[shape] = buf
+        return buf
+
+    def fft2_(self, buf) -> None:
+        """Unnormalised forward 2-D FFT over the last two axes, in place."""
+        self._transform(buf, forward=True)
+
+    def ifft2_(self, buf) -> None:
+        """Unnormalised inverse 2-D FFT over the last two axes, in place (no 1/N)."""
+        self._transform(buf, forward=False)
+
+    def _transform(self, buf, forward: bool) -> None:
+        if self.name == "cupy":
+            _cupy_fft_inplace(self.xp, buf, forward)
+            return
+        fftw = _pyfftw()
+        if fftw is None or not _is_workspace(self, buf):
+            import scipy.fft as sfft  # noqa: PLC0415
+
+            fn = sfft.fft2 if forward else sfft.ifft2
+            buf[...] = fn(buf, axes=(-2, -1), norm="backward" if forward else "forward",
+                          workers=self.fft_threads, overwrite_x=True)
+            return
+        self._plans[(buf.shape, forward)].execute()
+
+    def _make_plans(self, buf) -> None:
+        fftw = _pyfftw()
+        for forward in (True, False):
+            self._plans[(buf.shape, forward)] = fftw.FFTW(
+                buf, buf, axes=(-2, -1), direction="FFTW_FORWARD" if forward else "FFTW_BACKWARD",
+                flags=("FFTW_MEASURE", "FFTW_DESTROY_INPUT"), threads=self.fft_threads,
+                planning_timelimit=5.0)
+
+    # Ray and multiprocessing pickle chips: plans and workspaces are rebuilt on arrival.
+    def __getstate__(self):
+        return {"name": self.name, "precision": np.dtype(self.complex_dtype).name,
+                "fft_threads": self.fft_threads}
+
+    def __setstate__(self, state):
+        fresh = get_backend(state["name"], state["precision"], state["fft_threads"])
+        self.__dict__.update(fresh.__dict__)
+
+
+def _is_workspace(backend: Backend, buf) -> bool:
+    return backend._work.get(tuple(buf.shape)) is buf
+
+
+def _cupy_fft_inplace(cp, buf, forward: bool) -> None:
+    import cupyx.scipy.fft as cfft  # noqa: PLC0415  (lazy: GPU only)
+
+    if forward:
+        cfft.fft2(buf, axes=(-2, -1), overwrite_x=True, norm="backward")
+    else:
+        cfft.ifft2(buf, axes=(-2, -1), overwrite_x=True, norm="forward")
+
+
+_PYFFTW: list = []
+
+
+def _pyfftw():
+    """pyFFTW module, or None where it is not installed (imported once, lazily)."""
+    if not _PYFFTW:
+        try:
+            import pyfftw  # noqa: PLC0415
+
+            _PYFFTW.append(pyfftw)
+        except ImportError:
+            _PYFFTW.append(None)
+    return _PYFFTW[0]
+
+
+def get_backend(name: str = "numpy", precision: str = "complex64",
+                fft_threads: int | None = None) -> Backend:
+    """A new backend: ``name`` in ('numpy', 'cupy'), ``precision`` in ('complex64', 'complex128').
+
+    Raises a one-line ``ValueError`` for unknown names and a ``RuntimeError`` naming the
+    extra to install when CuPy or a CUDA device is missing.
+    """
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
+    cdt, rdt = PRECISIONS[precision]
+    if name == "numpy":
+        return Backend("numpy", np, cdt, rdt, _fft_threads(fft_threads))
+    try:
+        import cupy as cp  # noqa: PLC0415  (the only CuPy import in the package)
+
+        cp.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # ImportError, CUDARuntimeError
+        raise RuntimeError(
+            f"backend='cupy' needs CuPy and a CUDA device ({type(exc).__name__}); "
+            "install the extra: pip install 'ffm-optics[gpu]' (CUDA 12) or '[gpu-cuda13]'"
+        ) from exc
+    return Backend("cupy", cp, cp.dtype(cdt).type, cp.dtype(rdt).type, 1)
+
+
+def gpu_available() -> bool:
+    """True where CuPy imports and sees at least one CUDA device."""
+    try:
+        get_backend("cupy")
+    except RuntimeError:
+        return False
+    return True
+
+
+def array_namespace(x):
+    """NumPy or CuPy module of array ``x`` (CuPy is already imported if ``x`` is CuPy)."""
+    import sys  # noqa: PLC0415
+
+    top = type(x).__module__.split(".")[0]
+    return sys.modules[top] if top == "cupy" else np

@@ -1,0 +1,202 @@
+"""Optical chips: the ``OpticalChip`` protocol, the ideal ``DigitalTwin``, a ``SimulatedChip``.
+
+A chip is programmed with commanded phases (radians, (L, n, n)) and optional amplitudes
+(transmission in (0, 1], (L, n, n)), then runs passes on batches. Every pass returns
+*measured* taps (:class:`optics.donn.Taps`), on the chip's backend. A physical chip
+implements the same methods with its SLM and camera drivers.
+
+The simulated chip's imperfections (:mod:`optics.imperfections`) are private: training
+code sees only what a camera would. ``reveal()`` hands them out for post-hoc analysis,
+and ``true_gradient`` (a simulator-only oracle) gives the exact gradient with respect to
+the phases the chip realises, for the gradient-fidelity diagnostic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from . import donn
+from .backend import Backend, get_backend
+from .detectors import Detectors, make_detectors
+from .geometry import Geometry
+from .imperfections import HardwareSpec, HiddenState, draw_hidden_state, shift_map, slm_response
+from .measurement import MeasurementSpec, PassKey, measure_field, measure_intensity
+from .propagation import Propagator, check_field, make_propagator
+
+AMPLITUDE_FLOOR = 1e-3
+
+
+@runtime_checkable
+class OpticalChip(Protocol):
+    """What the trainers and the pipeline use; nothing else about a chip is visible."""
+
+    geometry: Geometry
+    backend: Backend
+    detectors: Detectors
+
+    def program(self, phases: np.ndarray, amplitudes: np.ndarray | None = None) -> None: ...
+    def data_pass(self, inputs, key: PassKey) -> donn.Taps: ...
+    def error_pass(self, error, key: PassKey) -> donn.Taps: ...
+    def infer(self, inputs, key: PassKey): ...
+    def describe(self) -> dict: ...
+
+
+class _DiffractiveBase:
+    """Shared programming and checks: builds transmissions from commanded parameters."""
+
+    def __init__(self, geometry: Geometry, backend: Backend | None, props: list[Propagator]):
+        self.geometry = geometry
+        self.backend = backend or get_backend()
+        self.props = props
+        self.detectors = make_detectors(geometry, self.backend)
+        self.amplitudes = None
+        self.transmissions = None
+        shape = (geometry.n_layers, geometry.n, geometry.n)
+        self.program(np.zeros(shape))
+
+    def program(self, phases, amplitudes=None) -> None:
+        """Write commanded phases (L, n, n) radians and optional amplitudes (L, n, n) in (0, 1]."""
+        g = self.geometry
+        shape = (g.n_layers, g.n, g.n)
+        phases = self._checked("phases", phases, shape)
+        amps = None if amplitudes is None else self._checked("amplitudes", amplitudes, shape)
+        if amps is not None and (amps.min() <= 0 or amps.max() > 1):
+            raise ValueError("amplitudes must lie in (0, 1]; clip them before programming")
+        xp, cdt = self.backend.xp, self.backend.complex_dtype
+        realised = self.realised_phases(phases)
+        t = xp.exp(1j * realised).astype(cdt, copy=False)
+        if amps is not None:
+            t = t * amps.astype(self.backend.real_dtype)
+        self.transmissions = t
+        self.amplitudes = amps
+
+    def _checked(self, name: str, value, shape):
+        arr = self.backend.asarray(value, dtype=self.backend.xp.float64)
+        if tuple(arr.shape) != shape:
+            raise ValueError(f"{name} has shape {tuple(arr.shape)}, expected {shape}")
+        check_field(name, arr, self.geometry.n)
+        return arr
+
+    def _inputs(self, inputs):
+        x = self.backend.asarray(inputs)
+        check_field("inputs", x, self.geometry.n)
+        if x.ndim != 3:
+            raise ValueError(f"inputs has shape {tuple(x.shape)}, expected (batch, n, n)")
+        return x.astype(self.backend.complex_dtype, copy=False)
+
+    def realised_phases(self, commanded):
+        return commanded
+
+
+class DigitalTwin(_DiffractiveBase):
+    """The ideal model: exact free-space propagation, perfect SLM, noiseless cameras."""
+
+    def __init__(self, geometry: Geometry, backend: Backend | None = None):
+        backend = backend or get_backend()
+        prop = make_propagator(backend, geometry.n, geometry.pitch, geometry.wavelength,
+                               geometry.distance, pad=geometry.pad, force=geometry.force_padding)
+        super().__init__(geometry, backend, [prop] * (geometry.n_layers + 1))
+
+    def data_pass(self, inputs, key: PassKey | None = None) -> donn.Taps:
+        return donn.data_pass(self._inputs(inputs), self.transmissions, self.props)
+
+    def error_pass(self, error, key: PassKey | None = None) -> donn.Taps:
+        """Exact reverse-mode pass ``P^T`` (equal to the forward-only pass: free space is symmetric)."""
+        check_field("error", error, self.geometry.n)
+        return donn.error_pass(error, self.transmissions, self.props, transpose=True)
+
+    def infer(self, inputs, key: PassKey | None = None):
+        y = donn.output_field(self._inputs(inputs), self.transmissions, self.props)
+        return (y * y.conj()).real
+
+    def describe(self) -> dict:
+        return {"kind": "twin", "backend": self.backend.name,
+                "dtype": np.dtype(self.backend.complex_dtype).name,
+                "n_pad": self.props[0].n_pad, **self.geometry.__dict__}
+
+
+class SimulatedChip(_DiffractiveBase):
+    """A "physical" chip with hidden imperfections drawn from ``seed`` and noisy cameras."""
+
+    def __init__(self, geometry: Geometry, hardware: HardwareSpec | None = None,
+                 measurement: MeasurementSpec | None = None, seed: int = 0,
+                 backend: Backend | None = None):
+        backend = backend or get_backend()
+        self.seed = int(seed)
+        self.hardware = hardware or HardwareSpec()
+        self.measurement = measurement or MeasurementSpec(level=self.hardware.level)
+        self._hidden = draw_hidden_state(self.hardware, geometry, self.seed)
+        n_pad = make_propagator(backend, geometry.n, geometry.pitch, geometry.wavelength,
+                                geometry.distance + abs(self._hidden.distances - geometry.distance).max(),
+                                pad=geometry.pad, force=geometry.force_padding).n_pad
+        props = [make_propagator(backend, geometry.n, geometry.pitch, geometry.wavelength, float(z),
+                                 n_pad=n_pad, shift_m=tuple(s), tilt_rad=tuple(t))
+                 for z, s, t in zip(self._hidden.distances, self._hidden.shifts_m, self._hidden.tilts_rad)]
+        self._screens = backend.asarray(self._hidden.phase_screens)
+        self._illumination = backend.asarray(self._hidden.illumination, backend.real_dtype)
+        super().__init__(geometry, backend, props)
+
+    def realised_phases(self, commanded):
+        """What the SLM writes: quantise, gamma, fringing, mask offset, plus the fabrication screen."""
+        xp = self.backend.xp
+        out = xp.empty_like(commanded)
+        for layer in range(commanded.shape[0]):
+            p = slm_response(commanded[layer], self._hidden, self.backend)
+            out[layer] = shift_map(p, self._hidden.mask_offsets_px[layer], self.backend) + self._screens[layer]
+        return out
+
+    def _illuminated(self, inputs):
+        return self._inputs(inputs) * self._illumination
+
+    def data_pass(self, inputs, key: PassKey) -> donn.Taps:
+        """Measured taps ``u_1..u_L``, detector field and detector intensity."""
+        key = replace(key, seed=self.seed)
+        taps = donn.data_pass(self._illuminated(inputs), self.transmissions, self.props)
+        m, be = self.measurement, self.backend
+        if not m.noiseless:
+            for layer in range(taps.fields.shape[0]):
+                taps.fields[layer] = measure_field(taps.fields[layer], m, key, layer, be)
+            intensity = measure_intensity(taps.intensity, m, key, be)
+            taps = donn.Taps(taps.fields, measure_field(taps.output, m, key, 99, be), intensity)
+        return taps
+
+    def error_pass(self, error, key: PassKey) -> donn.Taps:
+        """Forward-only error pass: the same optics, layer order reversed (``P``, not ``P^T``)."""
+        key = replace(key, seed=self.seed)
+        check_field("error", error, self.geometry.n)
+        m, be, xp = self.measurement, self.backend, self.backend.xp
+        scale = None
+        if not m.noiseless:  # the optical pass carries unit power per sample
+            scale = xp.sqrt((error * error.conj()).real.sum(axis=(1, 2))).reshape(-1, 1, 1)
+            scale = xp.maximum(scale, 1e-30)
+        taps = donn.error_pass(error, self.transmissions, self.props, transpose=False)
+        if scale is not None:
+            for layer in range(taps.fields.shape[0]):
+                taps.fields[layer] = measure_field(taps.fields[layer], m, key, layer, be, scale=scale)
+        return taps
+
+    def infer(self, inputs, key: PassKey):
+        key = replace(key, seed=self.seed)
+        y = donn.output_field(self._illuminated(inputs), self.transmissions, self.props)
+        return measure_intensity((y * y.conj()).real, self.measurement, key, self.backend)
+
+    def true_data_pass(self, inputs) -> donn.Taps:
+        """Noise-free data pass (simulator-only oracle)."""
+        return donn.data_pass(self._illuminated(inputs), self.transmissions, self.props)
+
+    def true_error_pass(self, error) -> donn.Taps:
+        """Exact reverse-mode pass through this chip's actual optics, ``P^T`` (oracle)."""
+        return donn.error_pass(error, self.transmissions, self.props, transpose=True)
+
+    def reveal(self) -> HiddenState:
+        """The hidden imperfections, for analysis after training (never for training)."""
+        return self._hidden
+
+    def describe(self) -> dict:
+        return {"kind": "simulated", "seed": self.seed, "backend": self.backend.name,
+                "dtype": np.dtype(self.backend.complex_dtype).name, "n_pad": self.props[0].n_pad,
+                "level": self.hardware.level, "symmetric": all(p.symmetric for p in self.props),
+                **self.geometry.__dict__}

@@ -1,0 +1,54 @@
+"""Detector regions: class scores from output intensity, and their transpose.
+
+``s_c = sum over region D_c of I`` is a linear map ``s = M^T vec(I)`` with a 0/1 mask
+matrix ``M`` of shape (n*n, C); its transpose ``dL/dI = M dL/ds`` spreads each class's
+loss derivative over its region. Both are single matrix products.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .backend import Backend
+from .geometry import Geometry, detector_corners
+
+
+@dataclass(eq=False)
+class Detectors:
+    """Mask matrix ``masks`` (n*n, C) on the backend, real dtype, plus the region corners."""
+
+    n: int
+    size: int
+    corners: list
+    masks: object
+
+    def region_image(self) -> np.ndarray:
+        """(n, n) int image: class index inside each region, -1 elsewhere (for plots)."""
+        img = -np.ones((self.n, self.n), dtype=np.int64)
+        for c, (y, x) in enumerate(self.corners):
+            img[y:y + self.size, x:x + self.size] = c
+        return img
+
+
+def make_detectors(geometry: Geometry, backend: Backend) -> Detectors:
+    """Square regions of ``geometry.detector_px`` laid out by :func:`detector_corners`."""
+    n, d = geometry.n, geometry.detector_px
+    corners = detector_corners(geometry)
+    masks = np.zeros((n, n, len(corners)), dtype=np.float64)
+    for c, (y, x) in enumerate(corners):
+        masks[y:y + d, x:x + d, c] = 1.0
+    return Detectors(n, d, corners, backend.asarray(masks.reshape(n * n, -1), backend.real_dtype))
+
+
+def detector_scores(intensity, det: Detectors):
+    """Class scores (B, C) = region sums of intensity (B, n, n)."""
+    b = intensity.shape[0]
+    return intensity.reshape(b, -1) @ det.masks
+
+
+def scores_transpose(d_scores, det: Detectors):
+    """``dL/dI`` (B, n, n) from ``dL/ds`` (B, C): the transpose of :func:`detector_scores`."""
+    b = d_scores.shape[0]
+    return (d_scores @ det.masks.T).reshape(b, det.n, det.n)

@@ -1,0 +1,140 @@
+"""Fully forward mode (FFM) learning: error fields and gradients from two forward passes.
+
+For a real loss ``L(I)`` of the detected intensity ``I = |y|^2`` (Xue et al., Nature 632,
+280, 2024; ``shared/design.md`` section 1)::
+
+    e         = (dL/dI) * conj(y)                     error field at the detector
+    eps_l     = error-pass field arriving at layer l  (forward through the same optics)
+    dL/dphi_l = -2 Im( sum_b u_l * eps_l )            radians^-1, no conjugation
+    dL/dA_l   =  2 Re( sum_b u_l * eps_l ) / A_l      per unit amplitude transmission
+
+``u_l`` is the data-pass field after layer ``l``. On a chip these are *measured* fields
+and the phases are the ones the SLM realises. ``forward_only_step`` is the FFM step on
+any chip; on the :class:`optics.chip.DigitalTwin` it is exactly in-silico backprop
+(the twin's error pass is the exact transpose). Functions here are pure: arrays in,
+arrays out; the chip is the only stateful argument.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .backend import array_namespace
+from .chip import OpticalChip, SimulatedChip
+from .detectors import Detectors, detector_scores, scores_transpose
+from .losses import LOSSES, mse_to_target, softmax_cross_entropy
+from .measurement import PassKey
+from .validate import check_choice, check_positive
+
+
+@dataclass(frozen=True)
+class Objective:
+    """Loss on detected intensity. ``kind`` 'cross_entropy' (softmax of detector energies /
+    ``temperature``, targets are integer labels) or 'mse' (targets are intensity images)."""
+
+    kind: str = "cross_entropy"
+    temperature: float = 0.01
+
+    def __post_init__(self) -> None:
+        check_choice("loss", self.kind, LOSSES)
+        check_positive("temperature", self.temperature)
+
+    def __call__(self, intensity, targets, det: Detectors):
+        """Returns ``(loss, dL/dI (B, n, n), scores (B, C))``."""
+        scores = detector_scores(intensity, det)
+        if self.kind == "mse":
+            loss, d_int = mse_to_target(intensity, targets)
+            return loss, d_int, scores
+        loss, d_scores, _ = softmax_cross_entropy(scores, targets, self.temperature)
+        return loss, scores_transpose(d_scores, det), scores
+
+
+def error_field(d_intensity, output_field):
+    """``e = (dL/dI) * conj(y)``: the phase-conjugated output weighted by the intensity error."""
+    return d_intensity * output_field.conj()
+
+
+def phase_gradient(data_fields, error_fields):
+    """``dL/dphi_l = -2 Im(sum_b u_l eps_l)`` for taps (L, B, n, n); returns (L, n, n) real."""
+    return -2.0 * _batch_product(data_fields, error_fields).imag
+
+
+def amplitude_gradient(data_fields, error_fields, amplitudes):
+    """``dL/dA_l = 2 Re(sum_b u_l eps_l) / A_l``; ``amplitudes`` (L, n, n) in (0, 1]."""
+    return 2.0 * _batch_product(data_fields, error_fields).real / amplitudes
+
+
+def _batch_product(u, eps):
+    xp = array_namespace(u)
+    return xp.einsum("lbyx,lbyx->lyx", u, eps)
+
+
+@dataclass
+class StepResult:
+    """One step's gradients (NumPy, float64) and metrics from measured quantities."""
+
+    loss: float
+    n_samples: int
+    n_correct: int
+    grad_phase: np.ndarray
+    grad_amplitude: np.ndarray | None
+    scores: np.ndarray
+
+
+def forward_only_step(chip: OpticalChip, inputs, targets, objective: Objective,
+                      round_index: int, samples) -> StepResult:
+    """Data pass, error field, error pass, gradients: the FFM step on ``chip``.
+
+    ``inputs`` (B, n, n) real amplitudes, ``targets`` labels (B,) or intensity images,
+    ``samples`` (B,) global sample ids that key the measurement noise with ``round_index``.
+    """
+    be = chip.backend
+    samples = tuple(int(s) for s in samples)
+    if len(samples) != inputs.shape[0]:
+        raise ValueError(f"samples has {len(samples)} ids for a batch of {inputs.shape[0]}")
+    taps = chip.data_pass(inputs, PassKey(round_index, "data", samples))
+    tgt = be.asarray(targets)
+    loss, d_int, scores = objective(taps.intensity, tgt, chip.detectors)
+    e = error_field(d_int.astype(be.real_dtype, copy=False), taps.output)
+    etaps = chip.error_pass(e, PassKey(round_index, "error", samples))
+    return _result(chip, taps.fields, etaps.fields, loss, scores, targets, objective)
+
+
+def true_gradient(chip: SimulatedChip, inputs, targets, objective: Objective) -> StepResult:
+    """Simulator oracle: exact gradient w.r.t. the realised phases, noise-free, via ``P^T``."""
+    taps = chip.true_data_pass(inputs)
+    loss, d_int, scores = objective(taps.intensity, chip.backend.asarray(targets), chip.detectors)
+    e = error_field(d_int.astype(chip.backend.real_dtype, copy=False), taps.output)
+    etaps = chip.true_error_pass(e)
+    return _result(chip, taps.fields, etaps.fields, loss, scores, targets, objective)
+
+
+def _result(chip, u, eps, loss, scores, targets, objective) -> StepResult:
+    be = chip.backend
+    g_phase = be.to_numpy(phase_gradient(u, eps)).astype(np.float64)
+    g_amp = None
+    if chip.amplitudes is not None:
+        g_amp = be.to_numpy(amplitude_gradient(u, eps, chip.amplitudes)).astype(np.float64)
+    scores_np = be.to_numpy(scores).astype(np.float64)
+    correct = 0
+    if objective.kind == "cross_entropy":
+        correct = int((scores_np.argmax(axis=1) == np.asarray(targets)).sum())
+    return StepResult(loss, scores_np.shape[0], correct, g_phase, g_amp, scores_np)
+
+
+def gradient_fidelity(measured: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """Cosine and norm-wise relative error of a measured gradient against the true one."""
+    m, t = np.ravel(measured).astype(np.float64), np.ravel(true).astype(np.float64)
+    nt, nm = np.linalg.norm(t), np.linalg.norm(m)
+    cosine = float(m @ t / (nm * nt)) if nm > 0 and nt > 0 else float("nan")
+    rel = float(np.linalg.norm(m - t) / nt) if nt > 0 else float("nan")
+    return {"cosine": cosine, "relative_error": rel}
+
+
+def measure_fidelity(chip: SimulatedChip, inputs, targets, objective: Objective,
+                     round_index: int, samples) -> dict[str, float]:
+    """Gradient fidelity of the chip's FFM step against its true gradient (diagnostic)."""
+    ffm = forward_only_step(chip, inputs, targets, objective, round_index, samples)
+    return gradient_fidelity(ffm.grad_phase, true_gradient(chip, inputs, targets, objective).grad_phase)

@@ -1,0 +1,1 @@
+"""ffm-optics orchestration: training loops, (later) Ray actors, MLflow tracking, Hydra CLI."""
