@@ -99,17 +99,23 @@ class PassKey:
 
 
 def _normals(key: PassKey, tap: int, shape: tuple, backend):
-    """Standard normals (B, *shape), sample b drawn from its own keyed stream."""
+    """Standard normals (B, *shape) in the real dtype, sample b drawn from its own keyed stream."""
     dt = backend.real_dtype
     if backend.name == "cupy":
         ss = np.random.SeedSequence([key.seed, key.round, PASS_IDS[key.pass_name], tap, *key.samples])
         rs = backend.xp.random.RandomState(int(ss.generate_state(1)[0]))
         return rs.standard_normal((len(key.samples),) + shape, dtype=dt)
-    return np.stack([key.stream(s, tap).standard_normal(shape, dtype=np.dtype(dt).type) for s in key.samples])
+    out = np.empty((len(key.samples),) + shape, dtype=dt)
+    for b, sample in enumerate(key.samples):
+        key.stream(sample, tap).standard_normal(shape, dtype=np.dtype(dt).type, out=out[b])
+    return out
 
 
-def _quantise(x, step):
-    return x if step is None else (x / step).round() * step
+def _quantise_(x, step) -> None:
+    """Round real array ``x`` to multiples of ``step`` in place."""
+    x /= step
+    np.rint(x, out=x)
+    x *= step
 
 
 def measure_intensity(intensity, spec: MeasurementSpec, key: PassKey, backend):
@@ -125,10 +131,10 @@ def measure_intensity(intensity, spec: MeasurementSpec, key: PassKey, backend):
         e = backend.asarray(shot, backend.real_dtype)
         if spec.read_noise_e > 0:
             e = e + (spec.level * spec.read_noise_e) * _normals(key, 1001, intensity.shape[1:], backend)
-        e = xp.clip(e, 0, None)
+        e = xp.clip(e, 0, None).astype(backend.real_dtype)
         if spec.adc_bits > 0:
             peak = e.reshape(e.shape[0], -1).max(axis=1).reshape(-1, 1, 1)
-            e = _quantise(e, xp.maximum(peak, 1e-30) * (spec.level / (2 ** spec.adc_bits - 1)))
+            _quantise_(e, xp.maximum(peak, 1e-30) * (spec.level / (2 ** spec.adc_bits - 1)))
         e = e / qn
     return e.astype(backend.real_dtype, copy=False)
 
@@ -138,27 +144,25 @@ def measure_field(field, spec: MeasurementSpec, key: PassKey, tap: int, backend,
 
     ``scale`` (B, 1, 1) is the per-sample amplitude the field was sent with (error pass:
     the error field is normalised to unit power for the optical pass); noise is relative
-    to the photon budget at that power.
+    to the photon budget at that power. Returns a new array (``field`` is not modified).
     """
     if spec.noiseless:
         return field
     xp, qn = backend.xp, spec.photoelectrons
-    out = field
+    out = field.copy()
+    pairs = out.view(backend.real_dtype).reshape(out.shape + (2,))  # (re, im) views of ``out``
     if math.isfinite(qn):
         sigma = 0.5 * math.sqrt(1.0 + (spec.level * spec.read_noise_e) ** 2 / max(spec.reference_e_per_px, 1e-9))
         sigma = sigma / math.sqrt(qn)
-        if scale is not None:
-            sigma = sigma * scale
-        noise = _normals(key, tap, (2,) + tuple(field.shape[1:]), backend)
-        out = field + sigma * (noise[:, 0] + 1j * noise[:, 1])
+        noise = _normals(key, tap, tuple(field.shape[1:]) + (2,), backend)
+        noise *= sigma if scale is None else (sigma * scale.real)[..., None]
+        pairs += noise
     if spec.adc_bits > 0:
-        peak = xp.abs(out).reshape(out.shape[0], -1).max(axis=1).reshape(-1, 1, 1)
-        step = xp.maximum(peak, 1e-30) * (spec.level / (2 ** (spec.adc_bits - 1)))
-        out = _quantise(out.real, step) + 1j * _quantise(out.imag, step)
+        peak = xp.abs(pairs).reshape(out.shape[0], -1).max(axis=1).reshape(-1, 1, 1, 1)
+        _quantise_(pairs, xp.maximum(peak, 1e-30) * (spec.level / (2 ** (spec.adc_bits - 1))))
     if spec.reference_phase_rad > 0:
-        theta = reference_phases(spec, key, backend)
-        out = out * xp.exp(1j * theta).reshape(-1, 1, 1)
-    return out.astype(backend.complex_dtype, copy=False)
+        out *= xp.exp(1j * reference_phases(spec, key, backend)).astype(out.dtype).reshape(-1, 1, 1)
+    return out
 
 
 def reference_phases(spec: MeasurementSpec, key: PassKey, backend):
