@@ -9,7 +9,7 @@ FFTs are *unnormalised* in both directions (``ifft2(fft2(x)) == N * x`` for ``N`
 pixels); callers fold the ``1/N`` into their transfer functions, which saves a pass
 over memory per propagation. Transforms are in place on a cached, aligned workspace
 per batch shape; on the CPU they run through FFTW plans made once per shape
-(pyFFTW, ``FFTW_MEASURE``), which measured 1.3-3x faster than ``scipy.fft`` on the
+(pyFFTW, see ``PLANNERS``), which measured 1.3-3x faster than ``scipy.fft`` on the
 2-core reference machine (``shared/bench-spec.md``). Without pyFFTW the CPU backend
 falls back to ``scipy.fft`` with worker threads.
 """
@@ -23,6 +23,11 @@ from typing import Any
 import numpy as np
 
 BACKENDS = ("numpy", "cupy")
+# FFTW planning rigour. 'estimate' picks the algorithm by heuristics, so every process makes
+# the same plan and results are bitwise reproducible across processes (a restarted chip, a
+# resumed run); 'measure' times candidates (20-50 % faster here) but may pick a different
+# algorithm per process, which changes results in the last bits.
+PLANNERS = {"estimate": "FFTW_ESTIMATE", "measure": "FFTW_MEASURE"}
 PRECISIONS = {"complex64": (np.complex64, np.float32), "complex128": (np.complex128, np.float64)}
 
 
@@ -47,6 +52,7 @@ class Backend:
     complex_dtype: Any
     real_dtype: Any
     fft_threads: int = 1
+    fft_planner: str = "estimate"
     _plans: dict = field(default_factory=dict, repr=False)
     _work: dict = field(default_factory=dict, repr=False)
 
@@ -114,16 +120,16 @@ class Backend:
         for forward in (True, False):
             self._plans[(buf.shape, forward)] = fftw.FFTW(
                 buf, buf, axes=(-2, -1), direction="FFTW_FORWARD" if forward else "FFTW_BACKWARD",
-                flags=("FFTW_MEASURE", "FFTW_DESTROY_INPUT"), threads=self.fft_threads,
+                flags=(PLANNERS[self.fft_planner], "FFTW_DESTROY_INPUT"), threads=self.fft_threads,
                 planning_timelimit=5.0)
 
     # Ray and multiprocessing pickle chips: plans and workspaces are rebuilt on arrival.
     def __getstate__(self):
         return {"name": self.name, "precision": np.dtype(self.complex_dtype).name,
-                "fft_threads": self.fft_threads}
+                "fft_threads": self.fft_threads, "fft_planner": self.fft_planner}
 
     def __setstate__(self, state):
-        fresh = get_backend(state["name"], state["precision"], state["fft_threads"])
+        fresh = get_backend(state["name"], state["precision"], state["fft_threads"], state["fft_planner"])
         self.__dict__.update(fresh.__dict__)
 
 
@@ -156,8 +162,9 @@ def _pyfftw():
 
 
 def get_backend(name: str = "numpy", precision: str = "complex64",
-                fft_threads: int | None = None) -> Backend:
-    """A new backend: ``name`` in ('numpy', 'cupy'), ``precision`` in ('complex64', 'complex128').
+                fft_threads: int | None = None, fft_planner: str = "estimate") -> Backend:
+    """A new backend: ``name`` in ('numpy', 'cupy'), ``precision`` in ('complex64', 'complex128'),
+    ``fft_planner`` in ('estimate', 'measure') for FFTW (see ``PLANNERS``).
 
     Raises a one-line ``ValueError`` for unknown names and a ``RuntimeError`` naming the
     extra to install when CuPy or a CUDA device is missing.
@@ -166,9 +173,11 @@ def get_backend(name: str = "numpy", precision: str = "complex64",
         raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
+    if fft_planner not in PLANNERS:
+        raise ValueError(f"fft_planner must be one of {tuple(PLANNERS)}, got {fft_planner!r}")
     cdt, rdt = PRECISIONS[precision]
     if name == "numpy":
-        return Backend("numpy", np, cdt, rdt, _fft_threads(fft_threads))
+        return Backend("numpy", np, cdt, rdt, _fft_threads(fft_threads), fft_planner)
     try:
         import cupy as cp  # noqa: PLC0415  (the only CuPy import in the package)
 

@@ -26,3 +26,30 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+CONF_DIR = str(__import__("pathlib").Path(__file__).resolve().parents[1] / "conf")
+
+
+def compose(*overrides):
+    """The Hydra config ffm-train would run with these overrides (compose API, in-process)."""
+    from hydra import compose as _compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return _compose("config", overrides=list(overrides))
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One real local Ray cluster for the whole test session (2 CPUs, no dashboard)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def sqlite_uri(tmp_path):
+    return f"sqlite:///{tmp_path}/mlflow.db"

@@ -1,0 +1,137 @@
+"""ChipWorker: a plain class holding one chip (and its digital twin); NumPy in and out.
+
+:mod:`pipeline.build` turns it into a Ray actor with the chip's resources. One coarse
+call per chip per round (:meth:`ChipWorker.run_round`): program the phases if they
+changed, run the data and error passes over this chip's shard, return the gradient and
+metrics. The chip is built inside the worker from typed specs, never in the driver, and
+the dataset arrives through Ray's object store, so a chip host needs no local files.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from optics import ffm
+from optics.backend import get_backend
+from optics.chip import DigitalTwin, SimulatedChip
+from optics.data import Split, encode_amplitude
+from optics.detectors import detector_scores
+from optics.geometry import Geometry
+from optics.imperfections import HardwareSpec
+from optics.measurement import MeasurementSpec, PassKey
+
+
+@dataclass(frozen=True)
+class ChipSpec:
+    """Everything a worker needs to build its chip (typed; no config objects)."""
+
+    index: int
+    seed: int
+    geometry: Geometry
+    hardware: HardwareSpec
+    measurement: MeasurementSpec
+    backend: str = "numpy"
+    precision: str = "complex64"
+    fft_threads: int | None = None
+    fft_planner: str = "estimate"
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """Fault injection for tests: exit this process at ``round`` if this is chip ``chip``, once."""
+
+    chip: int | None = None
+    round: int | None = None
+
+
+class ChipWorker:
+    """One chip: builds it from ``spec``, runs whole rounds, returns NumPy results."""
+
+    def __init__(self, spec: ChipSpec, split: Split, objective: ffm.Objective, fault: FaultPlan = FaultPlan()):
+        self.spec = spec
+        self.split = split
+        self.objective = objective
+        self.fault = fault
+        def backend():
+            return get_backend(spec.backend, spec.precision, spec.fft_threads, spec.fft_planner)
+
+        self.chip = SimulatedChip(spec.geometry, spec.hardware, spec.measurement, spec.seed, backend())
+        self.twin = DigitalTwin(spec.geometry, backend())
+        self._programmed: dict[str, int] = {"chip": -1, "twin": -1}
+
+    def _target(self, on: str):
+        if on not in ("chip", "twin"):
+            raise ValueError(f"on must be 'chip' or 'twin', got {on!r}")
+        return self.chip if on == "chip" else self.twin
+
+    def _program(self, on: str, params: dict, version: int):
+        target = self._target(on)
+        if self._programmed[on] != version:  # SLM writes only when the phases changed
+            target.program(params["phase"], params.get("amplitude"))
+            self._programmed[on] = version
+        return target
+
+    def _inputs(self, subset, idx: np.ndarray):
+        g = self.spec.geometry
+        return encode_amplitude(subset.images[idx], g.n, g.object_px), subset.labels[idx], subset.ids[idx]
+
+    def run_round(self, params: dict, version: int, shard: np.ndarray, round_index: int, on: str,
+                  fidelity: bool = False) -> dict:
+        """Data pass + error pass over ``shard`` (indices into the training set) on ``on``.
+
+        Returns NumPy: ``grad/<name>`` (sum over the shard of per-sample gradients of the
+        mean loss, scaled to the shard: the coordinator weights by shard size), ``loss``,
+        ``n``, ``correct``, ``compute_s`` and, if asked and simulated, ``fidelity_cosine``.
+        """
+        t0 = time.perf_counter()
+        if self.fault.chip == self.spec.index and self.fault.round == round_index:
+            import ray  # noqa: PLC0415  (only reached in fault-injection runs, inside an actor)
+
+            if not ray.get_runtime_context().was_current_actor_reconstructed:
+                os._exit(1)  # a hard crash, as a lost host would look
+        target = self._program(on, params, version)
+        x, y, ids = self._inputs(self.split.train, np.asarray(shard))
+        res = ffm.forward_only_step(target, x, y, self.objective, round_index, ids)
+        out = {"grad/phase": res.grad_phase, "loss": res.loss, "n": res.n_samples, "correct": res.n_correct}
+        if res.grad_amplitude is not None:
+            out["grad/amplitude"] = res.grad_amplitude
+        if fidelity and on == "chip":
+            truth = ffm.true_gradient(self.chip, x, y, self.objective)
+            out["fidelity_cosine"] = ffm.gradient_fidelity(res.grad_phase, truth.grad_phase)["cosine"]
+        out["compute_s"] = time.perf_counter() - t0
+        return out
+
+    def evaluate(self, params: dict, version: int, subset: str, round_index: int, on: str,
+                 batch_size: int, n_examples: int = 0) -> dict:
+        """Accuracy and confusion matrix on ``subset`` ('val' or 'test'); optional detector images."""
+        target = self._program(on, params, version)
+        data = {"val": self.split.val, "test": self.split.test}[subset]
+        c = self.spec.geometry.n_classes
+        confusion = np.zeros((c, c), dtype=np.int64)
+        examples = []
+        for start in range(0, len(data), batch_size):
+            idx = np.arange(start, min(start + batch_size, len(data)))
+            x, y, ids = self._inputs(data, idx)
+            intensity = target.infer(x, PassKey(round_index, "inference", tuple(int(i) for i in ids)))
+            pred = target.backend.to_numpy(detector_scores(intensity, target.detectors)).argmax(axis=1)
+            np.add.at(confusion, (y, pred), 1)
+            if len(examples) < n_examples:
+                examples.extend(target.backend.to_numpy(intensity[: n_examples - len(examples)]))
+        out = {"accuracy": float(np.trace(confusion) / max(confusion.sum(), 1)), "confusion": confusion}
+        if n_examples:
+            out["examples"] = np.asarray(examples, dtype=np.float32)
+        return out
+
+    def describe(self) -> dict:
+        return {"index": self.spec.index, "pid": os.getpid(), **self.chip.describe()}
+
+    def reveal(self) -> dict:
+        """The chip's hidden imperfections as arrays (logged at the end, for analysis only)."""
+        return self.chip.reveal().as_arrays()
+
+    def detector_regions(self) -> np.ndarray:
+        return self.chip.detectors.region_image()

@@ -1,0 +1,142 @@
+"""The composition root: the only place that reads the configuration and builds objects."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+
+import numpy as np
+
+from optics.data import Split, load_digits_split, load_idx
+from optics.ffm import Objective
+from optics.geometry import Geometry
+from optics.imperfections import HardwareSpec
+from optics.measurement import MeasurementSpec, check_spec_names
+from optics.optim import OptimizerSpec
+
+from .actors import ChipSpec, ChipWorker, FaultPlan
+from .config import ConfigError, RunConfig
+from .rounds import FailurePolicy
+from .tracking import MlflowTracker, NullTracker
+
+GEOMETRIES = {"reference": Geometry.reference, "small": Geometry.small}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Typed pieces of a run, derived from the config before anything starts."""
+
+    geometry: Geometry
+    chips: tuple[ChipSpec, ...]
+    objective: Objective
+    optimizer: OptimizerSpec
+    policy: FailurePolicy
+    fault: FaultPlan
+    train_on: str      # 'chip' (ffm) or 'twin' (insilico, ideal)
+    deploy_on: str     # 'chip' (ffm, insilico) or 'twin' (ideal)
+    shared: bool
+
+
+def _checked(section: str, make):
+    try:
+        return make()
+    except ValueError as exc:
+        raise ConfigError(f"{section}: {exc}") from None
+
+
+def make_plan(cfg: RunConfig, n_classes: int) -> Plan:
+    """Build and check every typed spec; raises ConfigError naming the key on bad values."""
+    c = cfg.chip
+    overrides = {k: v for k, v in (("n", c.n), ("n_layers", c.n_layers), ("distance", c.distance),
+                                   ("pad", c.pad)) if v is not None}
+    geometry = _checked("chip", lambda: GEOMETRIES[c.geometry](n_classes=n_classes, **overrides))
+    _checked("chip.hardware", lambda: check_spec_names(HardwareSpec, c.hardware))
+    _checked("chip.measurement", lambda: check_spec_names(MeasurementSpec, c.measurement))
+    hardware = _checked("chip.hardware", lambda: HardwareSpec(**({"level": c.level} | c.hardware)))
+    measurement = _checked("chip.measurement", lambda: MeasurementSpec(**({"level": c.level} | c.measurement)))
+    t = cfg.trainer
+    chips = tuple(ChipSpec(i, int(cfg.topology.chip_seeds[i]), geometry, hardware, measurement, c.backend,
+                           c.precision, c.fft_threads or max(1, int(c.num_cpus)), c.fft_planner) for i in range(cfg.topology.n_chips))
+    return Plan(geometry, chips, _checked("trainer", lambda: Objective(t.loss, t.temperature)),
+                _checked("trainer", lambda: OptimizerSpec(t.optimizer, t.lr, momentum=t.momentum)),
+                FailurePolicy(cfg.cluster.round_timeout_s, cfg.cluster.round_retries, cfg.cluster.on_chip_failure),
+                FaultPlan(cfg.debug.crash_chip, cfg.debug.crash_round),
+                "chip" if t.kind == "ffm" else "twin", "twin" if t.kind == "ideal" else "chip",
+                cfg.topology.shared_phases)
+
+
+def load_split(cfg: RunConfig) -> Split:
+    task = cfg.task
+    if task.name == "idx":
+        return _checked("task", lambda: load_idx(task.data_dir, task.split_seed, task.val_fraction))
+    return _checked("task", lambda: load_digits_split(task.split_seed, task.val_fraction, task.test_fraction))
+
+
+def start_ray(cfg: RunConfig) -> None:
+    """Connect to (or start) the Ray cluster; a running session is reused (tests, notebooks)."""
+    import ray  # noqa: PLC0415
+
+    if ray.is_initialized():
+        return
+    cl = cfg.cluster
+    if cl.kind == "address":
+        ray.init(address=cl.address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=cl.num_cpus, include_dashboard=cl.include_dashboard, log_to_driver=False)
+
+
+def make_workers(plan: Plan, cfg: RunConfig, split_ref) -> list:
+    """One ChipWorker actor per chip, with the chip's resources and restart budget."""
+    import ray  # noqa: PLC0415
+
+    remote = ray.remote(ChipWorker)
+    c = cfg.chip
+    return [remote.options(num_cpus=c.num_cpus, num_gpus=c.num_gpus, resources=dict(c.resources) or None,
+                           max_restarts=cfg.cluster.max_restarts, max_task_retries=0,
+                           name=None).remote(spec, split_ref, plan.objective, plan.fault)
+            for spec in plan.chips]
+
+
+def make_tracker(cfg: RunConfig):
+    t = cfg.tracking
+    return MlflowTracker(t.uri, t.experiment, t.run_name) if t.kind == "mlflow" else NullTracker()
+
+
+def flat_params(cfg: RunConfig) -> dict[str, str]:
+    """The resolved config as dotted keys (MLflow params)."""
+    out: dict[str, str] = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict) and value:
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            out[prefix] = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+    walk("", dataclasses.asdict(cfg))
+    return out
+
+
+def fingerprint(cfg: RunConfig) -> str:
+    """Hash of what determines the trained phases (not tracking, cluster, debug or paths)."""
+    d = dataclasses.asdict(cfg)
+    for volatile in ("tracking", "cluster", "debug", "resume", "output_dir", "checkpoint_every"):
+        d.pop(volatile)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_tags(cfg: RunConfig) -> dict[str, str]:
+    from importlib.metadata import version  # noqa: PLC0415
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    return {"git_commit": commit, "backend": cfg.chip.backend, "chips": str(cfg.topology.n_chips),
+            "trainer": cfg.trainer.kind, "numpy": np.__version__, "ray": version("ray"),
+            "mlflow": version("mlflow"), "ffm-optics": version("ffm-optics")}

@@ -1,0 +1,211 @@
+"""Structured configuration: typed dataclasses, checked before Ray starts.
+
+``conf/`` (Hydra) composes a plain mapping; :func:`load_config` turns it into a
+:class:`RunConfig`, checking every key, type and range. A bad value gets one line naming
+the key and what is allowed (``trainer.lr must be a finite number > 0, got -1``). Only the
+composition root (:mod:`pipeline.build`) reads the config; everything below it takes
+these typed objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown, of the wrong type or out of range."""
+
+
+@dataclass
+class ChipConfig:
+    kind: str = "diffractive"
+    geometry: str = "reference"                   # reference | small
+    n: int | None = None                          # overrides of the named geometry
+    n_layers: int | None = None
+    distance: float | None = None
+    pad: int | None = None
+    level: float = 1.0                            # scales every imperfection and the noise
+    hardware: dict = field(default_factory=dict)  # HardwareSpec knobs (each scaled by level)
+    measurement: dict = field(default_factory=dict)  # MeasurementSpec knobs
+    backend: str = "numpy"
+    precision: str = "complex64"
+    fft_threads: int | None = None
+    fft_planner: str = "estimate"                 # estimate (bitwise reproducible) | measure (faster)
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    resources: dict = field(default_factory=dict)  # custom Ray resources, e.g. {optical_chip: 1}
+
+
+@dataclass
+class TaskConfig:
+    name: str = "digits"                           # digits | idx
+    data_dir: str | None = None                    # folder of MNIST-format IDX files (task=idx)
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    split_seed: int = 0
+
+
+@dataclass
+class TrainerConfig:
+    kind: str = "ffm"                              # ffm | insilico | ideal
+    epochs: int = 4
+    batch_size: int = 32                           # global batch, split across chips
+    eval_batch_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 0.1
+    momentum: float = 0.0
+    loss: str = "cross_entropy"
+    temperature: float = 0.003
+    train_amplitude: bool = False
+    fidelity_every: int = 10                       # rounds between gradient-fidelity checks (0: never)
+    max_rounds: int | None = None                  # stop early (debug and smoke runs)
+
+
+@dataclass
+class TopologyConfig:
+    kind: str = "data_parallel"                    # single | data_parallel
+    n_chips: int = 2
+    chip_seeds: list = field(default_factory=lambda: [1, 2])
+    shared_phases: bool = True                     # one mask set for every chip, or one per chip
+
+
+@dataclass
+class TrackingConfig:
+    kind: str = "mlflow"                           # mlflow | none
+    uri: str | None = None                         # None: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db
+    experiment: str = "ffm-optics"
+    run_name: str | None = None
+    log_images: bool = True
+
+
+@dataclass
+class ClusterConfig:
+    kind: str = "local"                            # local | address
+    address: str | None = None
+    num_cpus: int | None = None                    # local cluster size (None: all cores)
+    include_dashboard: bool = False
+    round_timeout_s: float = 600.0
+    max_restarts: int = 3                          # per chip actor
+    round_retries: int = 3                         # re-runs of a failed round before giving up on a chip
+    on_chip_failure: str = "fail"                  # fail | drop
+
+
+@dataclass
+class DebugConfig:
+    crash_chip: int | None = None                  # fault injection: this chip's process exits ...
+    crash_round: int | None = None                 # ... at this round, once
+    interrupt_round: int | None = None             # simulate Ctrl-C before this round
+
+
+@dataclass
+class RunConfig:
+    chip: ChipConfig = field(default_factory=ChipConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    topology: TopologyConfig = field(default_factory=TopologyConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    debug: DebugConfig = field(default_factory=DebugConfig)
+    seed: int = 0
+    checkpoint_every: int = 20
+    resume: str | None = None                      # checkpoint .npz or MLflow run id
+    output_dir: str | None = None                 # None: outputs/<date_time> (Hydra: its run folder)
+
+
+CHOICES = {
+    "chip.kind": ("diffractive",), "chip.geometry": ("reference", "small"),
+    "chip.backend": ("numpy", "cupy"), "chip.precision": ("complex64", "complex128"),
+    "chip.fft_planner": ("estimate", "measure"),
+    "task.name": ("digits", "idx"), "trainer.kind": ("ffm", "insilico", "ideal"),
+    "trainer.optimizer": ("adam", "sgd"), "trainer.loss": ("cross_entropy",),
+    "topology.kind": ("single", "data_parallel"), "tracking.kind": ("mlflow", "none"),
+    "cluster.kind": ("local", "address"), "cluster.on_chip_failure": ("fail", "drop"),
+}
+POSITIVE = {"trainer.epochs", "trainer.batch_size", "trainer.eval_batch_size", "trainer.lr",
+            "trainer.temperature", "topology.n_chips", "cluster.round_timeout_s", "checkpoint_every",
+            "chip.n", "chip.n_layers", "chip.distance", "trainer.max_rounds", "chip.fft_threads"}
+NONNEGATIVE = {"chip.level", "chip.num_cpus", "chip.num_gpus", "trainer.momentum", "trainer.fidelity_every",
+               "cluster.max_restarts", "cluster.round_retries", "chip.pad"}
+
+
+def load_config(raw: Any) -> RunConfig:
+    """A checked :class:`RunConfig` from a mapping (an OmegaConf container or plain dict)."""
+    cfg = _build(RunConfig, _plain(raw), "")
+    _check_relations(cfg)
+    return cfg
+
+
+def _plain(raw):
+    if hasattr(raw, "_metadata"):  # an OmegaConf node: resolve interpolations first
+        from omegaconf import OmegaConf  # noqa: PLC0415
+
+        return OmegaConf.to_container(raw, resolve=True)
+    return raw
+
+
+def _build(cls, values, prefix: str):
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known - {"hydra"})
+    if unknown:
+        raise ConfigError(f"unknown key {prefix}{unknown[0]}; known keys: {', '.join(sorted(known))}")
+    kwargs = {}
+    for name in known & set(values):
+        key, hint = prefix + name, hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, values[name], key + ".")
+        else:
+            kwargs[name] = _coerce(key, values[name], hint)
+    return cls(**kwargs)
+
+
+def _coerce(key: str, value, hint):
+    optional = isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)
+    base = [a for a in typing.get_args(hint) if a is not type(None)][0] if optional else hint
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{key} must be set (got null)")
+    origin = typing.get_origin(base) or base
+    ok = {bool: lambda v: isinstance(v, bool),
+          int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          str: lambda v: isinstance(v, str), dict: lambda v: isinstance(v, dict),
+          list: lambda v: isinstance(v, (list, tuple))}[origin]
+    if not ok(value):
+        raise ConfigError(f"{key} must be of type {origin.__name__}, got {value!r}")
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ConfigError(f"{key} must be one of {', '.join(CHOICES[key])}; got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value) or (key in POSITIVE and value <= 0) or (key in NONNEGATIVE and value < 0):
+            need = "> 0" if key in POSITIVE else ">= 0"
+            raise ConfigError(f"{key} must be a finite number {need}, got {value!r}")
+    return float(value) if origin is float else (list(value) if origin is list else value)
+
+
+def _check_relations(cfg: RunConfig) -> None:
+    top = cfg.topology
+    if top.kind == "single" and top.n_chips != 1:
+        raise ConfigError(f"topology.n_chips must be 1 for topology=single, got {top.n_chips}")
+    if len(top.chip_seeds) < top.n_chips:
+        raise ConfigError(f"topology.chip_seeds has {len(top.chip_seeds)} seeds for {top.n_chips} chips; "
+                          "give one seed per chip")
+    if cfg.trainer.batch_size < top.n_chips:
+        raise ConfigError(f"trainer.batch_size={cfg.trainer.batch_size} is smaller than topology.n_chips="
+                          f"{top.n_chips}; every chip needs at least one sample per round")
+    if cfg.task.name == "idx" and not cfg.task.data_dir:
+        raise ConfigError("task.data_dir must name a folder of IDX files for task=idx")
+    if cfg.cluster.kind == "address" and not cfg.cluster.address:
+        raise ConfigError("cluster.address must be set for cluster=address (e.g. cluster.address=ray://head:10001)")
+    d = cfg.debug
+    if (d.crash_chip is None) != (d.crash_round is None):
+        raise ConfigError("debug.crash_chip and debug.crash_round must be set together")

@@ -1,0 +1,194 @@
+"""``train(cfg)``: the main job. Builds everything, runs the rounds, reports and checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from . import checkpoint, figures
+from .build import (fingerprint, flat_params, load_split, make_plan, make_tracker, make_workers, run_tags,
+                    start_ray)
+from .config import RunConfig, load_config
+from .coordinator import SHARED, TrainState, batch_indices, end_epoch, init_state, round_metrics, shards, step
+from .rounds import call_round, evaluate_chips
+
+
+@dataclasses.dataclass
+class Session:
+    """What the round loop needs: typed plan, actors, tracker, sizes, paths."""
+
+    cfg: RunConfig
+    plan: object
+    workers: list
+    tracker: object
+    n_train: int
+    batches_per_epoch: int
+    total_rounds: int
+    ckpt_path: str
+    history: dict
+    split_ref: object = None    # held for the run: restarted actors re-read their arguments
+    latest: TrainState | None = None
+
+
+def train(raw_cfg) -> dict:
+    """Run one training job from a config mapping (Hydra's or a dict) or a RunConfig; returns the summary."""
+    cfg = raw_cfg if isinstance(raw_cfg, RunConfig) else load_config(raw_cfg)
+    out_dir = cfg.output_dir or os.path.join("outputs", time.strftime("%Y-%m-%d_%H-%M-%S"))
+    cfg = dataclasses.replace(cfg, output_dir=out_dir)
+    split = load_split(cfg)
+    plan = make_plan(cfg, split.n_classes)           # every check passes before Ray starts
+    tracker = make_tracker(cfg)
+    state, run_id = _initial_state(cfg, plan, tracker)
+    start_ray(cfg)
+    import ray  # noqa: PLC0415
+
+    split_ref = ray.put(split)  # the dataset travels through the object store, once
+    workers = make_workers(plan, cfg, split_ref)
+    tracker.start(flat_params(cfg), run_tags(cfg), run_id=run_id)
+    n_batches = math.ceil(len(split.train) / cfg.trainer.batch_size)
+    total = n_batches * cfg.trainer.epochs
+    if cfg.trainer.max_rounds:
+        total = min(total, cfg.trainer.max_rounds)
+    sess = Session(cfg, plan, workers, tracker, len(split.train), n_batches, total,
+                   os.path.join(out_dir, "checkpoints", "latest.npz"), {}, split_ref)
+    t0 = time.perf_counter()
+    try:
+        state = _loop(sess, state)
+    except KeyboardInterrupt:
+        tracker.end("KILLED")
+        raise
+    except Exception:
+        tracker.end("FAILED")
+        raise
+    summary = _finish(sess, state, time.perf_counter() - t0)
+    tracker.end("FINISHED")
+    for w in workers:
+        ray.kill(w)
+    return summary
+
+
+def _initial_state(cfg: RunConfig, plan, tracker) -> tuple[TrainState, str | None]:
+    chips = [spec.index for spec in plan.chips]
+    if not cfg.resume:
+        g = plan.geometry
+        groups = [SHARED] if plan.shared else [f"chip{i}" for i in chips]
+        return init_state(groups, (g.n_layers, g.n, g.n), plan.optimizer, cfg.trainer.train_amplitude, chips), None
+    path = cfg.resume
+    if not os.path.exists(path):  # an MLflow run id: fetch its last checkpoint
+        tmp = tempfile.mkdtemp(prefix="ffm-resume-")
+        tracker.download(cfg.resume, "checkpoint", tmp)
+        path = os.path.join(tmp, "checkpoint", "latest.npz")
+    state, meta = checkpoint.load(path)
+    if meta["config"] != fingerprint(cfg):
+        raise checkpoint.CheckpointError(f"resume={cfg.resume} was written by a different configuration; "
+                                         "resume with the same overrides as the original run")
+    return state, meta["run_id"]
+
+
+def _loop(sess: Session, state: TrainState) -> TrainState:
+    from tqdm import tqdm  # noqa: PLC0415
+
+    bar = tqdm(total=sess.total_rounds, initial=state.round, unit="round", dynamic_ncols=True)
+    with bar:
+        try:
+            return _rounds(sess, state, bar)
+        except KeyboardInterrupt:  # Ctrl-C: keep everything done so far
+            _checkpoint(sess, sess.latest)
+            sess.tracker.event(f"interrupted at round {sess.latest.round}; resume with resume={sess.ckpt_path}")
+            raise
+
+
+def _rounds(sess: Session, state: TrainState, bar) -> TrainState:
+    cfg, t = sess.cfg, sess.cfg.trainer
+    while state.epoch < t.epochs:
+        sess.latest = state  # what a Ctrl-C checkpoints
+        if state.position < sess.batches_per_epoch and state.round < sess.total_rounds:
+            if cfg.debug.interrupt_round == state.round:
+                raise KeyboardInterrupt
+            state, metrics = _round(sess, state)
+            bar.update(1)
+            bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['accuracy']:.2f}")
+            if state.round % cfg.checkpoint_every == 0:
+                _checkpoint(sess, state)
+            continue
+        state = _validate(sess, state)
+        bar.write(f"epoch {state.epoch}: val accuracy {sess.history['val_mean'][-1][1]:.3f}")
+        _checkpoint(sess, state)
+        if state.round >= sess.total_rounds:
+            break
+    return state
+
+
+def _round(sess: Session, state: TrainState) -> tuple[TrainState, dict]:
+    cfg, plan = sess.cfg, sess.plan
+    batch = batch_indices(cfg.seed, state.epoch, state.position, sess.n_train, cfg.trainer.batch_size)
+    every = cfg.trainer.fidelity_every
+    fidelity = plan.train_on == "chip" and every > 0 and state.round % every == 0
+    t0 = time.perf_counter()
+    results, alive = call_round(sess.workers, state.params, shards(batch, state.alive), state.round,
+                                plan.train_on, fidelity, plan.shared, plan.policy, sess.tracker.event)
+    if alive != state.alive:
+        state = dataclasses.replace(state, alive=alive)
+    state, grads = step(state, results, plan.optimizer, plan.shared, sess.batches_per_epoch)
+    metrics = round_metrics(results, grads, time.perf_counter() - t0)
+    sess.tracker.log_round(state.round, metrics)
+    for key in ("loss", "accuracy"):
+        sess.history.setdefault(f"train_{key}", []).append((state.round, metrics[key]))
+    return state, metrics
+
+
+def _validate(sess: Session, state: TrainState) -> TrainState:
+    cfg, plan = sess.cfg, sess.plan
+    chips = state.alive if plan.deploy_on == "chip" else state.alive[:1]
+    metrics = {}
+    for subset in ("val", "test"):
+        res = evaluate_chips(sess.workers, chips, state.params, subset, state.round, plan.deploy_on, plan.shared,
+                             cfg.trainer.eval_batch_size)
+        for k, r in res.items():
+            metrics[f"{subset}_accuracy/chip{k}"] = r["accuracy"]
+            sess.history.setdefault(f"{subset}_accuracy/chip{k}", []).append((state.round, r["accuracy"]))
+        metrics[f"{subset}_accuracy/mean"] = float(np.mean([r["accuracy"] for r in res.values()]))
+    sess.history.setdefault("val_mean", []).append((state.round, metrics["val_accuracy/mean"]))
+    sess.tracker.log_metrics(metrics | {"epoch": state.epoch + 1}, step=state.round)
+    return end_epoch(state, metrics["val_accuracy/mean"])
+
+
+def _checkpoint(sess: Session, state: TrainState) -> None:
+    checkpoint.save(sess.ckpt_path, state, sess.tracker.run_id, fingerprint(sess.cfg))
+    sess.tracker.log_file(sess.ckpt_path, "checkpoint")
+    sess.tracker.log_file(sess.ckpt_path + ".sha256", "checkpoint")
+
+
+def _finish(sess: Session, state: TrainState, wall_s: float) -> dict:
+    """Test the best-validation phases on every chip (and the twin), log artifacts, write summary.json."""
+    from .report import log_final_artifacts, print_summary  # noqa: PLC0415
+
+    cfg, plan = sess.cfg, sess.plan
+    chips = state.alive if plan.deploy_on == "chip" else state.alive[:1]
+    test = evaluate_chips(sess.workers, chips, state.best_params, "test", state.round + 1, plan.deploy_on,
+                          plan.shared, cfg.trainer.eval_batch_size, n_examples=4)
+    twin = evaluate_chips(sess.workers, state.alive[:1], state.best_params, "test", state.round + 1, "twin",
+                          plan.shared, cfg.trainer.eval_batch_size)
+    twin_acc = next(iter(twin.values()))["accuracy"]
+    per_chip = {f"chip{k}": {"seed": plan.chips[k].seed, "test_accuracy": r["accuracy"]} for k, r in test.items()}
+    summary = {"trainer": cfg.trainer.kind, "deployed_on": plan.deploy_on, "chips": per_chip,
+               "twin_test_accuracy": twin_acc, "rounds": state.round, "epochs": state.epoch,
+               "wall_seconds": wall_s, "run_id": sess.tracker.run_id, "tracking_uri": sess.tracker.uri,
+               "best_val_accuracy": state.best_val, "dropped_chips": sorted(set(range(len(plan.chips))) - set(state.alive)),
+               "events": sess.tracker.events, "output_dir": cfg.output_dir}
+    sess.tracker.log_metrics({f"final_test_accuracy/chip{k}": r["accuracy"] for k, r in test.items()}
+                             | {"final_test_accuracy/twin": twin_acc}, step=state.round)
+    os.makedirs(cfg.output_dir, exist_ok=True)
+    with open(os.path.join(cfg.output_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    np.savez(os.path.join(cfg.output_dir, "phases.npz"),
+             **{f"{g}/{k}": v for g, p in state.best_params.items() for k, v in p.items()})
+    log_final_artifacts(sess, state, test, figures)
+    print_summary(summary, sess.tracker)
+    return summary

@@ -1,0 +1,119 @@
+"""Experiment tracking: the only module that talks to MLflow (and only the coordinator calls it).
+
+One batched ``log_metrics`` call per round (a single HTTP request against a server);
+figures and arrays as artifacts; the run can be reopened to resume it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+
+import numpy as np
+
+
+class NullTracker:
+    """tracking=none: keeps events in memory, logs nothing."""
+
+    run_id: str | None = None
+    uri: str | None = None
+
+    def __init__(self):
+        self.events: list[str] = []
+
+    def start(self, params: dict, tags: dict, run_id: str | None = None) -> str | None:
+        return None
+
+    def log_round(self, step: int, metrics: dict[str, float]) -> None: ...
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
+    def log_figure(self, fig, path: str) -> None:
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+
+        plt.close(fig)
+
+    def log_arrays(self, path: str, arrays: dict[str, np.ndarray]) -> None: ...
+    def log_file(self, local_path: str, artifact_dir: str | None = None) -> None: ...
+    def log_text(self, text: str, path: str) -> None: ...
+    def download(self, run_id: str, artifact_path: str, dst: str) -> str:
+        raise ValueError("resume by run id needs tracking=mlflow; pass the checkpoint path instead")
+
+    def event(self, text: str) -> None:
+        self.events.append(text)
+
+    def end(self, status: str = "FINISHED") -> None: ...
+
+
+class MlflowTracker(NullTracker):
+    """MLflow tracking into ``uri`` (None: ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``)."""
+
+    def __init__(self, uri: str | None, experiment: str, run_name: str | None):
+        super().__init__()
+        import mlflow  # noqa: PLC0415
+
+        self.mlflow = mlflow
+        self.uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+        self.experiment, self.run_name = experiment, run_name
+
+    def start(self, params: dict, tags: dict, run_id: str | None = None) -> str:
+        mlflow = self.mlflow
+        mlflow.set_tracking_uri(self.uri)
+        if run_id is None:
+            mlflow.set_experiment(self.experiment)
+            run = mlflow.start_run(run_name=self.run_name)
+            mlflow.log_params({k: _short(v) for k, v in params.items()})
+        else:  # resume: reopen the same run (params are already there)
+            run = mlflow.start_run(run_id=run_id)
+        mlflow.set_tags(tags)
+        self.run_id = run.info.run_id
+        return self.run_id
+
+    def log_round(self, step: int, metrics: dict[str, float]) -> None:
+        self.mlflow.log_metrics({f"round/{k}": float(v) for k, v in metrics.items()}, step=step)
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        self.mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+    def log_figure(self, fig, path: str) -> None:
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+
+        self.mlflow.log_figure(fig, path)
+        plt.close(fig)
+
+    def log_arrays(self, path: str, arrays: dict[str, np.ndarray]) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = os.path.join(tmp, os.path.basename(path))
+            buf = io.BytesIO()
+            np.savez_compressed(buf, **arrays)
+            with open(local, "wb") as f:
+                f.write(buf.getvalue())
+            self.mlflow.log_artifact(local, os.path.dirname(path) or None)
+
+    def log_file(self, local_path: str, artifact_dir: str | None = None) -> None:
+        self.mlflow.log_artifact(local_path, artifact_dir)
+
+    def log_text(self, text: str, path: str) -> None:
+        self.mlflow.log_text(text, path)
+
+    def download(self, run_id: str, artifact_path: str, dst: str) -> str:
+        self.mlflow.set_tracking_uri(self.uri)
+        return self.mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=dst)
+
+    def event(self, text: str) -> None:
+        super().event(text)
+        if self.run_id:
+            self.mlflow.log_text("\n".join(self.events) + "\n", "events.txt")
+
+    def end(self, status: str = "FINISHED") -> None:
+        if self.mlflow.active_run() is not None:
+            self.mlflow.end_run(status=status)
+
+    def ui_command(self) -> str:
+        if self.uri.startswith(("http://", "https://")):
+            return f"open {self.uri} (run {self.run_id})"
+        return f"mlflow ui --backend-store-uri {self.uri}   # then open http://127.0.0.1:5000"
+
+
+def _short(value) -> str:
+    text = str(value)
+    return text if len(text) <= 500 else text[:497] + "..."
