@@ -127,7 +127,14 @@ class ChipWorker:
         return out
 
     def describe(self) -> dict:
-        return {"index": self.spec.index, "pid": os.getpid(), **self.chip.describe()}
+        """The chip's public description, plus where it runs (Ray node and assigned resources)."""
+        where = {"pid": os.getpid(), "host": os.uname().nodename}
+        import ray  # noqa: PLC0415
+
+        if ray.is_initialized():
+            ctx = ray.get_runtime_context()
+            where |= {"node_id": ctx.get_node_id(), "assigned_resources": ctx.get_assigned_resources()}
+        return {"index": self.spec.index, **where, **self.chip.describe()}
 
     def reveal(self) -> dict:
         """The chip's hidden imperfections as arrays (logged at the end, for analysis only)."""

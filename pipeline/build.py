@@ -86,7 +86,9 @@ def start_ray(cfg: RunConfig) -> None:
     if cl.kind == "address":
         ray.init(address=cl.address, log_to_driver=False)
     else:
-        ray.init(num_cpus=cl.num_cpus, include_dashboard=cl.include_dashboard, log_to_driver=False)
+        # a local cluster lives on loopback: nothing listens on the machine's other interfaces
+        ray.init(num_cpus=cl.num_cpus, include_dashboard=cl.include_dashboard, log_to_driver=False,
+                 _node_ip_address="127.0.0.1")
 
 
 def make_workers(plan: Plan, cfg: RunConfig, split_ref) -> list:

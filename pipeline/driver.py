@@ -10,6 +10,7 @@ import tempfile
 import time
 
 import numpy as np
+import ray
 
 from . import checkpoint, figures
 from .build import (fingerprint, flat_params, load_split, make_plan, make_tracker, make_workers, run_tags,
@@ -46,8 +47,6 @@ def train(raw_cfg) -> dict:
     tracker = make_tracker(cfg)
     state, run_id = _initial_state(cfg, plan, tracker)
     start_ray(cfg)
-    import ray  # noqa: PLC0415
-
     split_ref = ray.put(split)  # the dataset travels through the object store, once
     workers = make_workers(plan, cfg, split_ref)
     tracker.start(flat_params(cfg), run_tags(cfg), run_id=run_id)
@@ -176,7 +175,10 @@ def _finish(sess: Session, state: TrainState, wall_s: float) -> dict:
     twin = evaluate_chips(sess.workers, state.alive[:1], state.best_params, "test", state.round + 1, "twin",
                           plan.shared, cfg.trainer.eval_batch_size)
     twin_acc = next(iter(twin.values()))["accuracy"]
-    per_chip = {f"chip{k}": {"seed": plan.chips[k].seed, "test_accuracy": r["accuracy"]} for k, r in test.items()}
+    where = dict(zip(state.alive, ray.get([sess.workers[k].describe.remote() for k in state.alive])))
+    per_chip = {f"chip{k}": {"seed": plan.chips[k].seed, "test_accuracy": r["accuracy"],
+                             "node_id": where[k]["node_id"], "resources": where[k]["assigned_resources"]}
+                for k, r in test.items()}
     summary = {"trainer": cfg.trainer.kind, "deployed_on": plan.deploy_on, "chips": per_chip,
                "twin_test_accuracy": twin_acc, "rounds": state.round, "epochs": state.epoch,
                "wall_seconds": wall_s, "run_id": sess.tracker.run_id, "tracking_uri": sess.tracker.uri,
