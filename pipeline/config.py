@@ -77,7 +77,7 @@ class TopologyConfig:
 @dataclass
 class TrackingConfig:
     kind: str = "mlflow"                           # mlflow | none
-    uri: str | None = None                         # None: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db
+    uri: str | None = None                         # None: $MLFLOW_TRACKING_URI, else the local SQLite store
     experiment: str = "ffm-optics"
     run_name: str | None = None
     log_images: bool = True

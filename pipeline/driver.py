@@ -6,11 +6,13 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 
 import numpy as np
 import ray
+from tqdm import tqdm
 
 from . import checkpoint, figures
 from .build import (fingerprint, flat_params, load_split, make_plan, make_tracker, make_workers, run_tags,
@@ -91,9 +93,9 @@ def _initial_state(cfg: RunConfig, plan, tracker) -> tuple[TrainState, str | Non
 
 
 def _loop(sess: Session, state: TrainState) -> TrainState:
-    from tqdm import tqdm  # noqa: PLC0415
-
-    bar = tqdm(total=sess.total_rounds, initial=state.round, unit="round", dynamic_ncols=True)
+    interactive = sys.stderr.isatty()  # in job logs and CI, a line every 30 s is enough
+    bar = tqdm(total=sess.total_rounds, initial=state.round, unit="round", dynamic_ncols=True,
+               mininterval=0.2 if interactive else 30.0)
     with bar:
         try:
             return _rounds(sess, state, bar)

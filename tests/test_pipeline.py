@@ -120,8 +120,12 @@ def test_dead_chip_fails_the_run_or_is_dropped(ray_cluster, tmp_path):
 def test_trainers_deploy_where_they_should(ray_cluster, tmp_path):
     ideal = train(_cfg(tmp_path / "ideal", "trainer=ideal"))
     assert ideal["deployed_on"] == "twin" and list(ideal["chips"]) == ["chip0"]
-    ins = train(_cfg(tmp_path / "ins", "trainer=insilico", "topology=single", "topology.shared_phases=false"))
+    ins = train(_cfg(tmp_path / "ins", "trainer=insilico", "topology=single"))
     assert ins["deployed_on"] == "chip" and list(ins["chips"]) == ["chip0"]
+    own = train(_cfg(tmp_path / "own", "topology.shared_phases=false"))      # one mask set per chip
+    phases = _phases(tmp_path / "own")
+    assert set(phases) == {"chip0/phase", "chip1/phase"} and set(own["chips"]) == {"chip0", "chip1"}
+    assert not (phases["chip0/phase"] == phases["chip1/phase"]).all()
 
 
 def test_digits_reach_chips_through_the_object_store(ray_cluster):
