@@ -39,7 +39,7 @@ class OpticalChip(Protocol):
 
     def program(self, phases: np.ndarray, amplitudes: np.ndarray | None = None) -> None: ...
     def data_pass(self, inputs, key: PassKey) -> donn.Taps: ...
-    def error_pass(self, error, key: PassKey) -> donn.Taps: ...
+    def error_pass(self, error, key: PassKey, to_input: bool = False) -> donn.Taps: ...
     def infer(self, inputs, key: PassKey): ...
     def describe(self) -> dict: ...
 
@@ -47,8 +47,9 @@ class OpticalChip(Protocol):
 class _DiffractiveBase:
     """Shared programming and checks: builds transmissions from commanded parameters."""
 
-    def __init__(self, geometry: Geometry, backend: Backend | None, props: list[Propagator]):
+    def __init__(self, geometry: Geometry, backend: Backend | None, props: list[Propagator | None]):
         self.geometry = geometry
+        self.relay_input = props[0] is None
         self.backend = backend or get_backend()
         self.props = props
         self.detectors = make_detectors(geometry, self.backend)
@@ -92,21 +93,25 @@ class _DiffractiveBase:
 
 
 class DigitalTwin(_DiffractiveBase):
-    """The ideal model: exact free-space propagation, perfect SLM, noiseless cameras."""
+    """The ideal model: exact free-space propagation, perfect SLM, noiseless cameras.
 
-    def __init__(self, geometry: Geometry, backend: Backend | None = None):
+    ``relay_input=True``: the input field is imaged onto layer 1 (no ``P_0``), as for a chip
+    fed by the previous chip of a layer pipeline.
+    """
+
+    def __init__(self, geometry: Geometry, backend: Backend | None = None, relay_input: bool = False):
         backend = backend or get_backend()
         prop = make_propagator(backend, geometry.n, geometry.pitch, geometry.wavelength,
                                geometry.distance, pad=geometry.pad, force=geometry.force_padding)
-        super().__init__(geometry, backend, [prop] * (geometry.n_layers + 1))
+        super().__init__(geometry, backend, [None if relay_input else prop] + [prop] * geometry.n_layers)
 
     def data_pass(self, inputs, key: PassKey | None = None) -> donn.Taps:
         return donn.data_pass(self._inputs(inputs), self.transmissions, self.props)
 
-    def error_pass(self, error, key: PassKey | None = None) -> donn.Taps:
+    def error_pass(self, error, key: PassKey | None = None, to_input: bool = False) -> donn.Taps:
         """Exact reverse-mode pass ``P^T`` (equal to the forward-only pass: free space is symmetric)."""
         check_field("error", error, self.geometry.n)
-        return donn.error_pass(error, self.transmissions, self.props, transpose=True)
+        return donn.error_pass(error, self.transmissions, self.props, transpose=True, to_input=to_input)
 
     def infer(self, inputs, key: PassKey | None = None):
         y = donn.output_field(self._inputs(inputs), self.transmissions, self.props)
@@ -115,7 +120,7 @@ class DigitalTwin(_DiffractiveBase):
     def describe(self) -> dict:
         return {"kind": "twin", "backend": self.backend.name,
                 "dtype": np.dtype(self.backend.complex_dtype).name,
-                "n_pad": self.props[0].n_pad, **self.geometry.__dict__}
+                "n_pad": self.props[-1].n_pad, "relay_input": self.relay_input, **self.geometry.__dict__}
 
 
 class SimulatedChip(_DiffractiveBase):
@@ -123,7 +128,7 @@ class SimulatedChip(_DiffractiveBase):
 
     def __init__(self, geometry: Geometry, hardware: HardwareSpec | None = None,
                  measurement: MeasurementSpec | None = None, seed: int = 0,
-                 backend: Backend | None = None):
+                 backend: Backend | None = None, relay_input: bool = False):
         backend = backend or get_backend()
         self.seed = int(seed)
         self.hardware = hardware or HardwareSpec()
@@ -137,6 +142,8 @@ class SimulatedChip(_DiffractiveBase):
                  for z, s, t in zip(self._hidden.distances, self._hidden.shifts_m, self._hidden.tilts_rad)]
         self._screens = backend.asarray(self._hidden.phase_screens)
         self._illumination = backend.asarray(self._hidden.illumination, backend.real_dtype)
+        if relay_input:  # fed by a previous chip's output plane: no laser, no P_0
+            props[0] = None
         super().__init__(geometry, backend, props)
 
     def realised_phases(self, commanded):
@@ -149,7 +156,7 @@ class SimulatedChip(_DiffractiveBase):
         return out
 
     def _illuminated(self, inputs):
-        return self._inputs(inputs) * self._illumination
+        return self._inputs(inputs) if self.relay_input else self._inputs(inputs) * self._illumination
 
     def data_pass(self, inputs, key: PassKey) -> donn.Taps:
         """Measured taps ``u_1..u_L``, detector field and detector intensity."""
@@ -163,7 +170,7 @@ class SimulatedChip(_DiffractiveBase):
             taps = donn.Taps(taps.fields, measure_field(taps.output, m, key, 99, be), intensity)
         return taps
 
-    def error_pass(self, error, key: PassKey) -> donn.Taps:
+    def error_pass(self, error, key: PassKey, to_input: bool = False) -> donn.Taps:
         """Forward-only error pass: the same optics, layer order reversed (``P``, not ``P^T``)."""
         key = replace(key, seed=self.seed)
         check_field("error", error, self.geometry.n)
@@ -172,10 +179,12 @@ class SimulatedChip(_DiffractiveBase):
         if not m.noiseless:  # the optical pass carries unit power per sample
             scale = xp.sqrt((error * error.conj()).real.sum(axis=(1, 2))).reshape(-1, 1, 1)
             scale = xp.maximum(scale, 1e-30)
-        taps = donn.error_pass(error, self.transmissions, self.props, transpose=False)
+        taps = donn.error_pass(error, self.transmissions, self.props, transpose=False, to_input=to_input)
         if scale is not None:
             for layer in range(taps.fields.shape[0]):
                 taps.fields[layer] = measure_field(taps.fields[layer], m, key, layer, be, scale=scale)
+            if to_input:
+                taps = donn.Taps(taps.fields, measure_field(taps.output, m, key, 98, be, scale=scale))
         return taps
 
     def infer(self, inputs, key: PassKey):
@@ -187,9 +196,9 @@ class SimulatedChip(_DiffractiveBase):
         """Noise-free data pass (simulator-only oracle)."""
         return donn.data_pass(self._illuminated(inputs), self.transmissions, self.props)
 
-    def true_error_pass(self, error) -> donn.Taps:
+    def true_error_pass(self, error, to_input: bool = False) -> donn.Taps:
         """Exact reverse-mode pass through this chip's actual optics, ``P^T`` (oracle)."""
-        return donn.error_pass(error, self.transmissions, self.props, transpose=True)
+        return donn.error_pass(error, self.transmissions, self.props, transpose=True, to_input=to_input)
 
     def reveal(self) -> HiddenState:
         """The hidden imperfections, for analysis after training (never for training)."""
@@ -197,6 +206,7 @@ class SimulatedChip(_DiffractiveBase):
 
     def describe(self) -> dict:
         return {"kind": "simulated", "seed": self.seed, "backend": self.backend.name,
-                "dtype": np.dtype(self.backend.complex_dtype).name, "n_pad": self.props[0].n_pad,
-                "level": self.hardware.level, "symmetric": all(p.symmetric for p in self.props),
+                "dtype": np.dtype(self.backend.complex_dtype).name, "n_pad": self.props[-1].n_pad,
+                "level": self.hardware.level, "symmetric": all(p.symmetric for p in self.props if p),
+                "relay_input": self.relay_input,
                 **self.geometry.__dict__}

@@ -90,38 +90,49 @@ def forward_only_step(chip: OpticalChip, inputs, targets, objective: Objective,
     ``inputs`` (B, n, n) real amplitudes, ``targets`` labels (B,) or intensity images,
     ``samples`` (B,) global sample ids that key the measurement noise with ``round_index``.
     """
-    be = chip.backend
     samples = tuple(int(s) for s in samples)
     if len(samples) != inputs.shape[0]:
         raise ValueError(f"samples has {len(samples)} ids for a batch of {inputs.shape[0]}")
     taps = chip.data_pass(inputs, PassKey(round_index, "data", samples))
-    tgt = be.asarray(targets)
-    loss, d_int, scores = objective(taps.intensity, tgt, chip.detectors)
-    e = error_field(d_int.astype(be.real_dtype, copy=False), taps.output)
+    loss, e, scores = detector_error(chip, taps, targets, objective)
     etaps = chip.error_pass(e, PassKey(round_index, "error", samples))
     return _result(chip, taps.fields, etaps.fields, loss, scores, targets, objective)
+
+
+def detector_error(chip: OpticalChip, taps, targets, objective: Objective):
+    """Loss on the detected intensity and the error field ``e = (dL/dI) conj(y)`` to send back.
+
+    Returns ``(loss, e (B, n, n) on the chip's backend, scores (B, C))``."""
+    be = chip.backend
+    loss, d_int, scores = objective(taps.intensity, be.asarray(targets), chip.detectors)
+    return loss, error_field(d_int.astype(be.real_dtype, copy=False), taps.output), scores
+
+
+def layer_gradients(chip: OpticalChip, data_fields, error_fields) -> dict[str, np.ndarray]:
+    """``{'phase': dL/dphi, ['amplitude': dL/dA]}`` of the chip's own layers (NumPy float64)."""
+    be = chip.backend
+    out = {"phase": be.to_numpy(phase_gradient(data_fields, error_fields)).astype(np.float64)}
+    if chip.amplitudes is not None:
+        out["amplitude"] = be.to_numpy(amplitude_gradient(data_fields, error_fields,
+                                                          chip.amplitudes)).astype(np.float64)
+    return out
 
 
 def true_gradient(chip: SimulatedChip, inputs, targets, objective: Objective) -> StepResult:
     """Simulator oracle: exact gradient w.r.t. the realised phases, noise-free, via ``P^T``."""
     taps = chip.true_data_pass(inputs)
-    loss, d_int, scores = objective(taps.intensity, chip.backend.asarray(targets), chip.detectors)
-    e = error_field(d_int.astype(chip.backend.real_dtype, copy=False), taps.output)
+    loss, e, scores = detector_error(chip, taps, targets, objective)
     etaps = chip.true_error_pass(e)
     return _result(chip, taps.fields, etaps.fields, loss, scores, targets, objective)
 
 
 def _result(chip, u, eps, loss, scores, targets, objective) -> StepResult:
-    be = chip.backend
-    g_phase = be.to_numpy(phase_gradient(u, eps)).astype(np.float64)
-    g_amp = None
-    if chip.amplitudes is not None:
-        g_amp = be.to_numpy(amplitude_gradient(u, eps, chip.amplitudes)).astype(np.float64)
-    scores_np = be.to_numpy(scores).astype(np.float64)
+    grads = layer_gradients(chip, u, eps)
+    scores_np = chip.backend.to_numpy(scores).astype(np.float64)
     correct = 0
     if objective.kind == "cross_entropy":
         correct = int((scores_np.argmax(axis=1) == np.asarray(targets)).sum())
-    return StepResult(loss, scores_np.shape[0], correct, g_phase, g_amp, scores_np)
+    return StepResult(loss, scores_np.shape[0], correct, grads["phase"], grads.get("amplitude"), scores_np)
 
 
 def gradient_fidelity(measured: np.ndarray, true: np.ndarray) -> dict[str, float]:

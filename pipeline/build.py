@@ -20,6 +20,8 @@ from optics.optim import OptimizerSpec
 
 from .actors import ChipSpec, ChipWorker, FaultPlan
 from .config import ConfigError, RunConfig
+from .coordinator import SHARED, group_of
+from .layer_pipeline import stage_layers
 from .rounds import FailurePolicy
 from .tracking import MlflowTracker, NullTracker
 
@@ -39,6 +41,7 @@ class Plan:
     train_on: str      # 'chip' (ffm) or 'twin' (insilico, ideal)
     deploy_on: str     # 'chip' (ffm, insilico) or 'twin' (ideal)
     shared: bool
+    groups: dict       # parameter group -> (layers, n, n)
 
 
 def _checked(section: str, make):
@@ -66,7 +69,18 @@ def make_plan(cfg: RunConfig, n_classes: int) -> Plan:
                 FailurePolicy(cfg.cluster.round_timeout_s, cfg.cluster.round_retries, cfg.cluster.on_chip_failure),
                 FaultPlan(cfg.debug.crash_chip, cfg.debug.crash_round),
                 "chip" if t.kind == "ffm" else "twin", "twin" if t.kind == "ideal" else "chip",
-                cfg.topology.shared_phases)
+                cfg.topology.shared_phases, _groups(cfg, geometry))
+
+
+def _groups(cfg: RunConfig, g: Geometry) -> dict[str, tuple]:
+    """Parameter groups: one shared mask set, one per chip, or one per pipeline stage."""
+    top = cfg.topology
+    if top.kind == "pipeline":
+        sizes = _checked("topology", lambda: stage_layers(g.n_layers, top.n_chips))
+        return {f"stage{k}": (size, g.n, g.n) for k, size in enumerate(sizes)}
+    if top.shared_phases:
+        return {SHARED: (g.n_layers, g.n, g.n)}
+    return {group_of(i, False): (g.n_layers, g.n, g.n) for i in range(top.n_chips)}
 
 
 def load_split(cfg: RunConfig) -> Split:

@@ -68,10 +68,11 @@ class TrainerConfig:
 
 @dataclass
 class TopologyConfig:
-    kind: str = "data_parallel"                    # single | data_parallel
+    kind: str = "data_parallel"                    # single | data_parallel | pipeline
     n_chips: int = 2
     chip_seeds: list = field(default_factory=lambda: [1, 2])
     shared_phases: bool = True                     # one mask set for every chip, or one per chip
+    microbatches: int = 4                          # pipeline: microbatches per round
 
 
 @dataclass
@@ -123,11 +124,11 @@ CHOICES = {
     "chip.fft_planner": ("estimate", "measure"),
     "task.name": ("digits", "idx"), "trainer.kind": ("ffm", "insilico", "ideal"),
     "trainer.optimizer": ("adam", "sgd"), "trainer.loss": ("cross_entropy",),
-    "topology.kind": ("single", "data_parallel"), "tracking.kind": ("mlflow", "none"),
+    "topology.kind": ("single", "data_parallel", "pipeline"), "tracking.kind": ("mlflow", "none"),
     "cluster.kind": ("local", "address"), "cluster.on_chip_failure": ("fail", "drop"),
 }
 POSITIVE = {"trainer.epochs", "trainer.batch_size", "trainer.eval_batch_size", "trainer.lr",
-            "trainer.temperature", "topology.n_chips", "cluster.round_timeout_s", "checkpoint_every",
+            "trainer.temperature", "topology.n_chips", "topology.microbatches", "cluster.round_timeout_s", "checkpoint_every",
             "chip.n", "chip.n_layers", "chip.distance", "trainer.max_rounds", "chip.fft_threads"}
 NONNEGATIVE = {"chip.level", "chip.num_cpus", "chip.num_gpus", "trainer.momentum", "trainer.fidelity_every",
                "cluster.max_restarts", "cluster.round_retries", "chip.pad"}

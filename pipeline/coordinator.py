@@ -45,11 +45,12 @@ def group_of(chip: int, shared: bool) -> str:
     return SHARED if shared else f"chip{chip}"
 
 
-def init_state(groups: list[str], shape: tuple, spec: optim.OptimizerSpec, train_amplitude: bool,
+def init_state(groups: dict[str, tuple], spec: optim.OptimizerSpec, train_amplitude: bool,
                chips: list[int]) -> TrainState:
-    """Phases at pi (mid-range: away from the SLM phase wrap), amplitudes at 1."""
+    """Phases at pi (mid-range: away from the SLM phase wrap), amplitudes at 1; ``groups``
+    maps each parameter group to its (layers, n, n) shape."""
     params = {}
-    for g in groups:
+    for g, shape in groups.items():
         params[g] = {"phase": np.full(shape, np.pi)}
         if train_amplitude:
             params[g]["amplitude"] = np.ones(shape)
@@ -74,20 +75,16 @@ def aggregate(results: dict[int, dict], shared: bool) -> dict[str, dict[str, np.
     return {g: {k: v / counts[g] for k, v in grads.items()} for g, grads in sums.items()}
 
 
-def step(state: TrainState, results: dict[int, dict], spec: optim.OptimizerSpec, shared: bool,
-         batches_per_epoch: int) -> tuple[TrainState, dict]:
-    """Pure: aggregate gradients, update every group's parameters, advance the counters.
-
-    Returns the new state and the aggregated gradients (for metrics)."""
-    grads = aggregate(results, shared)
+def step(state: TrainState, grads: dict[str, dict[str, np.ndarray]], spec: optim.OptimizerSpec,
+         batches_per_epoch: int) -> TrainState:
+    """Pure: update every group's parameters with its gradient, advance the counters."""
     params, opt = dict(state.params), dict(state.opt)
     for g, gr in grads.items():
         params[g], opt[g] = optim.step(spec, state.params[g], gr, state.opt[g])
-    new = dataclasses.replace(state, params=params, opt=opt, round=state.round + 1,
-                              position=state.position + 1)
+    new = dataclasses.replace(state, params=params, opt=opt, round=state.round + 1, position=state.position + 1)
     if new.position > batches_per_epoch:
         raise RuntimeError(f"round {state.round}: epoch {state.epoch} has only {batches_per_epoch} batches")
-    return new, grads
+    return new
 
 
 def end_epoch(state: TrainState, val_accuracy: float) -> TrainState:
@@ -118,7 +115,6 @@ def round_metrics(results: dict[int, dict], grads: dict, round_s: float) -> dict
     out = {"loss": sum(r["loss"] * r["n"] for r in results.values()) / n,
            "accuracy": sum(int(r["correct"]) for r in results.values()) / n,
            "grad_norm": gnorm, "round_s": round_s, "slowest_chip_s": slowest,
-           "overhead_frac": max(round_s - slowest, 0.0) / round_s if round_s > 0 else 0.0,
            "samples_per_s": n / round_s if round_s > 0 else 0.0}
     fids = [r["fidelity_cosine"] for r in results.values() if "fidelity_cosine" in r]
     if fids:

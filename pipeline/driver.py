@@ -15,11 +15,10 @@ import ray
 from tqdm import tqdm
 
 from . import checkpoint, figures
-from .build import (fingerprint, flat_params, load_split, make_plan, make_tracker, make_workers, run_tags,
-                    start_ray)
+from .build import fingerprint, flat_params, load_split, make_plan, make_tracker, run_tags, start_ray
 from .config import RunConfig, load_config
-from .coordinator import SHARED, TrainState, batch_indices, end_epoch, init_state, round_metrics, shards, step
-from .rounds import call_round, evaluate_chips
+from .coordinator import TrainState, batch_indices, end_epoch, init_state, step
+from .topologies import make_topology
 
 
 @dataclasses.dataclass
@@ -28,7 +27,7 @@ class Session:
 
     cfg: RunConfig
     plan: object
-    workers: list
+    topo: object                # DataParallel or LayerPipeline: the chip actors
     tracker: object
     n_train: int
     batches_per_epoch: int
@@ -50,13 +49,13 @@ def train(raw_cfg) -> dict:
     state, run_id = _initial_state(cfg, plan, tracker)
     start_ray(cfg)
     split_ref = ray.put(split)  # the dataset travels through the object store, once
-    workers = make_workers(plan, cfg, split_ref)
+    topo = make_topology(plan, cfg, split, split_ref, tracker.event)
     tracker.start(flat_params(cfg), run_tags(cfg), run_id=run_id)
     n_batches = math.ceil(len(split.train) / cfg.trainer.batch_size)
     total = n_batches * cfg.trainer.epochs
     if cfg.trainer.max_rounds:
         total = min(total, cfg.trainer.max_rounds)
-    sess = Session(cfg, plan, workers, tracker, len(split.train), n_batches, total,
+    sess = Session(cfg, plan, topo, tracker, len(split.train), n_batches, total,
                    os.path.join(out_dir, "checkpoints", "latest.npz"), {}, split_ref)
     t0 = time.perf_counter()
     try:
@@ -69,7 +68,7 @@ def train(raw_cfg) -> dict:
         raise
     summary = _finish(sess, state, time.perf_counter() - t0)
     tracker.end("FINISHED")
-    for w in workers:
+    for w in topo.workers:
         ray.kill(w)
     return summary
 
@@ -77,9 +76,7 @@ def train(raw_cfg) -> dict:
 def _initial_state(cfg: RunConfig, plan, tracker) -> tuple[TrainState, str | None]:
     chips = [spec.index for spec in plan.chips]
     if not cfg.resume:
-        g = plan.geometry
-        groups = [SHARED] if plan.shared else [f"chip{i}" for i in chips]
-        return init_state(groups, (g.n_layers, g.n, g.n), plan.optimizer, cfg.trainer.train_amplitude, chips), None
+        return init_state(plan.groups, plan.optimizer, cfg.trainer.train_amplitude, chips), None
     path = cfg.resume
     if not os.path.exists(path):  # an MLflow run id: fetch its last checkpoint
         tmp = tempfile.mkdtemp(prefix="ffm-resume-")
@@ -132,12 +129,11 @@ def _round(sess: Session, state: TrainState) -> tuple[TrainState, dict]:
     every = cfg.trainer.fidelity_every
     fidelity = plan.train_on == "chip" and every > 0 and state.round % every == 0
     t0 = time.perf_counter()
-    results, alive = call_round(sess.workers, state.params, shards(batch, state.alive), state.round,
-                                plan.train_on, fidelity, plan.shared, plan.policy, sess.tracker.event)
+    grads, metrics, alive = sess.topo.run_round(state.params, state.alive, batch, state.round, fidelity)
     if alive != state.alive:
         state = dataclasses.replace(state, alive=alive)
-    state, grads = step(state, results, plan.optimizer, plan.shared, sess.batches_per_epoch)
-    metrics = round_metrics(results, grads, time.perf_counter() - t0)
+    state = step(state, grads, plan.optimizer, sess.batches_per_epoch)
+    metrics["overhead_frac"] = max(0.0, 1.0 - metrics["slowest_chip_s"] / (time.perf_counter() - t0))
     sess.tracker.log_round(state.round, metrics)
     for key in ("loss", "accuracy"):
         sess.history.setdefault(f"train_{key}", []).append((state.round, metrics[key]))
@@ -146,14 +142,13 @@ def _round(sess: Session, state: TrainState) -> tuple[TrainState, dict]:
 
 def _validate(sess: Session, state: TrainState) -> TrainState:
     cfg, plan = sess.cfg, sess.plan
-    chips = state.alive if plan.deploy_on == "chip" else state.alive[:1]
     metrics = {}
     for subset in ("val", "test"):
-        res = evaluate_chips(sess.workers, chips, state.params, subset, state.round, plan.deploy_on, plan.shared,
-                             cfg.trainer.eval_batch_size)
-        for k, r in res.items():
-            metrics[f"{subset}_accuracy/chip{k}"] = r["accuracy"]
-            sess.history.setdefault(f"{subset}_accuracy/chip{k}", []).append((state.round, r["accuracy"]))
+        res = sess.topo.evaluate(state.params, state.alive, subset, state.round, plan.deploy_on,
+                                 cfg.trainer.eval_batch_size)
+        for name, r in res.items():
+            metrics[f"{subset}_accuracy/{name}"] = r["accuracy"]
+            sess.history.setdefault(f"{subset}_accuracy/{name}", []).append((state.round, r["accuracy"]))
         metrics[f"{subset}_accuracy/mean"] = float(np.mean([r["accuracy"] for r in res.values()]))
     sess.history.setdefault("val_mean", []).append((state.round, metrics["val_accuracy/mean"]))
     sess.tracker.log_metrics(metrics | {"epoch": state.epoch + 1}, step=state.round)
@@ -170,23 +165,20 @@ def _finish(sess: Session, state: TrainState, wall_s: float) -> dict:
     """Test the best-validation phases on every chip (and the twin), log artifacts, write summary.json."""
     from .report import log_final_artifacts, print_summary  # noqa: PLC0415
 
-    cfg, plan = sess.cfg, sess.plan
-    chips = state.alive if plan.deploy_on == "chip" else state.alive[:1]
-    test = evaluate_chips(sess.workers, chips, state.best_params, "test", state.round + 1, plan.deploy_on,
-                          plan.shared, cfg.trainer.eval_batch_size, n_examples=4)
-    twin = evaluate_chips(sess.workers, state.alive[:1], state.best_params, "test", state.round + 1, "twin",
-                          plan.shared, cfg.trainer.eval_batch_size)
+    cfg, plan, topo = sess.cfg, sess.plan, sess.topo
+    test = topo.evaluate(state.best_params, state.alive, "test", state.round + 1, plan.deploy_on,
+                         cfg.trainer.eval_batch_size, n_examples=4)
+    twin = topo.evaluate(state.best_params, state.alive[:1], "test", state.round + 1, "twin",
+                         cfg.trainer.eval_batch_size)
     twin_acc = next(iter(twin.values()))["accuracy"]
-    where = dict(zip(state.alive, ray.get([sess.workers[k].describe.remote() for k in state.alive])))
-    per_chip = {f"chip{k}": {"seed": plan.chips[k].seed, "test_accuracy": r["accuracy"],
-                             "node_id": where[k]["node_id"], "resources": where[k]["assigned_resources"]}
-                for k, r in test.items()}
+    where = topo.locate(state.alive)
+    per_chip = {name: {"test_accuracy": r["accuracy"], **where.get(name, {})} for name, r in test.items()}
     summary = {"trainer": cfg.trainer.kind, "deployed_on": plan.deploy_on, "chips": per_chip,
                "twin_test_accuracy": twin_acc, "rounds": state.round, "epochs": state.epoch,
                "wall_seconds": wall_s, "run_id": sess.tracker.run_id, "tracking_uri": sess.tracker.uri,
                "best_val_accuracy": state.best_val, "dropped_chips": sorted(set(range(len(plan.chips))) - set(state.alive)),
                "events": sess.tracker.events, "output_dir": cfg.output_dir}
-    sess.tracker.log_metrics({f"final_test_accuracy/chip{k}": r["accuracy"] for k, r in test.items()}
+    sess.tracker.log_metrics({f"final_test_accuracy/{name}": r["accuracy"] for name, r in test.items()}
                              | {"final_test_accuracy/twin": twin_acc}, step=state.round)
     os.makedirs(cfg.output_dir, exist_ok=True)
     with open(os.path.join(cfg.output_dir, "summary.json"), "w") as f:

@@ -51,8 +51,34 @@ def two_node_cluster(tmp_path):
              f"--metrics-export-port={agent[6]}", f"--runtime-env-agent-port={agent[7]}", *common, env=env)
         yield {"gcs": f"127.0.0.1:{gcs}", "dashboard": f"http://127.0.0.1:{dash}", "env": env}
     finally:
-        _ray("stop", "--force", env=env, check=False)
+        _stop_nodes(temp)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _stop_nodes(temp: str) -> None:
+    """Kill only this cluster's processes (``ray stop`` would also kill the test session's own
+    Ray cluster, and with it this process): every one of them names our temp dir."""
+    def ours():
+        pids = []
+        for entry in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if temp.encode() in f.read():
+                        pids.append(int(entry))
+            except (OSError, ValueError):
+                continue
+        return pids
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in ours():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        for _ in range(30):
+            if not ours():
+                return
+            time.sleep(0.5)
 
 
 @pytest.mark.slow

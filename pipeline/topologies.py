@@ -1,0 +1,108 @@
+"""How chips share the work of a round: data parallel (shards) or a layer pipeline.
+
+Both offer the same coarse interface to the driver: the parameter groups they train,
+``run_round`` (one round: gradients per group and metrics), ``evaluate``, ``locate`` and
+``reveal``. The driver and the coordinator's pure step do not know which one runs.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import ray
+
+from .coordinator import aggregate, round_metrics, shards
+from .layer_pipeline import make_stage_workers, pipeline_evaluate, pipeline_round, stage_layers
+from .rounds import call_round, evaluate_chips, fingerprint
+
+
+class DataParallel:
+    """K chips, a shard of every batch each; gradients averaged by shard size."""
+
+    kind = "data_parallel"
+
+    def __init__(self, plan, workers: list, event):
+        self.plan, self.workers, self.event = plan, workers, event
+
+    def run_round(self, params: dict, alive: list[int], batch: np.ndarray, round_index: int, fidelity: bool):
+        t0 = time.perf_counter()
+        results, alive = call_round(self.workers, params, shards(batch, alive), round_index, self.plan.train_on,
+                                    fidelity, self.plan.shared, self.plan.policy, self.event)
+        grads = aggregate(results, self.plan.shared)
+        return grads, round_metrics(results, grads, time.perf_counter() - t0), alive
+
+    def evaluate(self, params: dict, alive: list[int], subset: str, round_index: int, on: str,
+                 batch_size: int, n_examples: int = 0) -> dict[str, dict]:
+        chips = alive if on == "chip" else alive[:1]
+        res = evaluate_chips(self.workers, chips, params, subset, round_index, on, self.plan.shared, batch_size,
+                             n_examples)
+        return {f"chip{k}": r for k, r in res.items()}
+
+    def locate(self, alive: list[int]) -> dict[str, dict]:
+        where = ray.get([self.workers[k].describe.remote() for k in alive])
+        return {f"chip{k}": {"seed": self.plan.chips[k].seed, "node_id": w["node_id"],
+                             "resources": w["assigned_resources"]} for k, w in zip(alive, where)}
+
+    def reveal(self, alive: list[int]) -> dict[str, dict]:
+        return dict(zip((f"chip{k}" for k in alive), ray.get([self.workers[k].reveal.remote() for k in alive])))
+
+    def detector_regions(self, alive: list[int]):
+        return ray.get(self.workers[alive[0]].detector_regions.remote())
+
+
+class LayerPipeline:
+    """A deep network split by layers across the chips (see :mod:`pipeline.layer_pipeline`)."""
+
+    kind = "pipeline"
+
+    def __init__(self, plan, workers: list, n_micro: int, n_val: int, n_test: int):
+        self.plan, self.workers, self.n_micro = plan, workers, n_micro
+        self.sizes = stage_layers(plan.geometry.n_layers, len(plan.chips))
+        self.n_eval = {"val": n_val, "test": n_test}
+
+    def _stage_params(self, params: dict) -> tuple[list[dict], list[int]]:
+        stage = [params[f"stage{k}"] for k in range(len(self.sizes))]
+        return stage, [fingerprint(p) for p in stage]
+
+    def run_round(self, params: dict, alive: list[int], batch: np.ndarray, round_index: int, fidelity: bool):
+        stage, versions = self._stage_params(params)
+        t0 = time.perf_counter()
+        results, bubble = pipeline_round(self.workers, stage, versions, batch, round_index, self.n_micro,
+                                         self.plan.train_on)
+        wall = time.perf_counter() - t0
+        grads = {f"stage{k}": {key[5:]: v for key, v in r.items() if key.startswith("grad/")}
+                 for k, r in enumerate(results)}
+        last = results[-1]
+        gnorm = float(np.sqrt(sum(float(np.sum(v * v)) for g in grads.values() for v in g.values())))
+        metrics = {"loss": last["loss"] / last["n"], "accuracy": last["correct"] / last["n"], "grad_norm": gnorm,
+                   "round_s": wall, "slowest_chip_s": max(r["busy_s"] for r in results),
+                   "bubble_frac": bubble, "samples_per_s": last["n"] / wall}
+        return grads, metrics, alive
+
+    def evaluate(self, params: dict, alive: list[int], subset: str, round_index: int, on: str,
+                 batch_size: int, n_examples: int = 0) -> dict[str, dict]:
+        stage, versions = self._stage_params(params)
+        return {"pipeline": pipeline_evaluate(self.workers, stage, versions, subset, self.n_eval[subset],
+                                              batch_size, round_index, on)}
+
+    def locate(self, alive: list[int]) -> dict[str, dict]:
+        return {"pipeline": {"seeds": [c.seed for c in self.plan.chips], "layers_per_chip": self.sizes}}
+
+    def reveal(self, alive: list[int]) -> dict[str, dict]:
+        return {f"stage{k}": a for k, a in enumerate(ray.get([w.reveal.remote() for w in self.workers]))}
+
+    def detector_regions(self, alive: list[int]):
+        return None
+
+
+def make_topology(plan, cfg, split, split_ref, event):
+    """Build the actors of the configured topology (the composition root calls this)."""
+    from .build import make_workers  # noqa: PLC0415
+
+    if cfg.topology.kind == "pipeline":
+        workers = make_stage_workers(plan.chips, split_ref, plan.objective, cfg.chip.num_cpus,
+                                     cfg.cluster.max_restarts)
+        return LayerPipeline(plan, workers, cfg.topology.microbatches, len(split.val), len(split.test))
+    return DataParallel(plan, make_workers(plan, cfg, split_ref), event)
+
