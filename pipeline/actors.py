@@ -38,6 +38,7 @@ class ChipSpec:
     precision: str = "complex64"
     fft_threads: int | None = None
     fft_planner: str = "estimate"
+    classes: tuple | None = None   # width topology: this chip's sub-task (these classes + "other")
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,18 @@ class ChipWorker:
 
     def _inputs(self, subset, idx: np.ndarray):
         g = self.spec.geometry
-        return encode_amplitude(subset.images[idx], g.n, g.object_px), subset.labels[idx], subset.ids[idx]
+        return encode_amplitude(subset.images[idx], g.n, g.object_px), self._labels(subset.labels[idx]), \
+            subset.ids[idx]
+
+    def _labels(self, labels: np.ndarray) -> np.ndarray:
+        """Global labels, or this chip's sub-task labels: index within its classes, else 'other'."""
+        classes = self.spec.classes
+        if classes is None:
+            return labels
+        local = np.full(labels.shape, len(classes), dtype=np.int64)
+        for i, c in enumerate(classes):
+            local[labels == c] = i
+        return local
 
     def run_round(self, params: dict, version: int, shard: np.ndarray, round_index: int, on: str,
                   fidelity: bool = False) -> dict:
@@ -106,24 +118,33 @@ class ChipWorker:
         return out
 
     def evaluate(self, params: dict, version: int, subset: str, round_index: int, on: str,
-                 batch_size: int, n_examples: int = 0) -> dict:
-        """Accuracy and confusion matrix on ``subset`` ('val' or 'test'); optional detector images."""
+                 batch_size: int, n_examples: int = 0, probabilities: bool = False) -> dict:
+        """Accuracy and confusion matrix on ``subset`` ('val' or 'test'); optional detector images
+        and per-sample softmax probabilities of the detector scores (for combining chips)."""
         target = self._program(on, params, version)
         data = {"val": self.split.val, "test": self.split.test}[subset]
         c = self.spec.geometry.n_classes
         confusion = np.zeros((c, c), dtype=np.int64)
-        examples = []
+        examples, probs = [], []
         for start in range(0, len(data), batch_size):
             idx = np.arange(start, min(start + batch_size, len(data)))
             x, y, ids = self._inputs(data, idx)
             intensity = target.infer(x, PassKey(round_index, "inference", tuple(int(i) for i in ids)))
-            pred = target.backend.to_numpy(detector_scores(intensity, target.detectors)).argmax(axis=1)
+            scores = target.backend.to_numpy(detector_scores(intensity, target.detectors)).astype(np.float64)
+            pred = scores.argmax(axis=1)
             np.add.at(confusion, (y, pred), 1)
+            if probabilities:
+                z = scores / self.objective.temperature
+                z = np.exp(z - z.max(axis=1, keepdims=True))
+                probs.append(z / z.sum(axis=1, keepdims=True))
             if len(examples) < n_examples:
                 examples.extend(target.backend.to_numpy(intensity[: n_examples - len(examples)]))
         out = {"accuracy": float(np.trace(confusion) / max(confusion.sum(), 1)), "confusion": confusion}
         if n_examples:
             out["examples"] = np.asarray(examples, dtype=np.float32)
+        if probabilities:
+            out["probabilities"] = np.concatenate(probs)
+            out["labels"] = data.labels
         return out
 
     def describe(self) -> dict:

@@ -63,7 +63,10 @@ def make_plan(cfg: RunConfig, n_classes: int) -> Plan:
     measurement = _checked("chip.measurement", lambda: MeasurementSpec(**({"level": c.level} | c.measurement)))
     t = cfg.trainer
     chips = tuple(ChipSpec(i, int(cfg.topology.chip_seeds[i]), geometry, hardware, measurement, c.backend,
-                           c.precision, c.fft_threads or max(1, int(c.num_cpus)), c.fft_planner) for i in range(cfg.topology.n_chips))
+                           c.precision, c.fft_threads or max(1, int(c.num_cpus)), c.fft_planner)
+                  for i in range(cfg.topology.n_chips))
+    if cfg.topology.kind == "width":
+        chips = _subtasks(chips, geometry, n_classes)
     return Plan(geometry, chips, _checked("trainer", lambda: Objective(t.loss, t.temperature)),
                 _checked("trainer", lambda: OptimizerSpec(t.optimizer, t.lr, momentum=t.momentum)),
                 FailurePolicy(cfg.cluster.round_timeout_s, cfg.cluster.round_retries, cfg.cluster.on_chip_failure),
@@ -72,13 +75,25 @@ def make_plan(cfg: RunConfig, n_classes: int) -> Plan:
                 cfg.topology.shared_phases, _groups(cfg, geometry))
 
 
+def _subtasks(chips: tuple, g: Geometry, n_classes: int) -> tuple:
+    """Width topology: split the classes into one group per chip; each chip detects its
+    group plus one "other" detector."""
+    if len(chips) > n_classes:
+        raise ConfigError(f"topology.n_chips={len(chips)} exceeds the {n_classes} classes for topology=width")
+    groups = np.array_split(np.arange(n_classes), len(chips))
+    return tuple(dataclasses.replace(spec, classes=tuple(int(c) for c in grp),
+                                     geometry=_checked("chip", lambda grp=grp: dataclasses.replace(
+                                         g, n_classes=len(grp) + 1)))
+                 for spec, grp in zip(chips, groups))
+
+
 def _groups(cfg: RunConfig, g: Geometry) -> dict[str, tuple]:
     """Parameter groups: one shared mask set, one per chip, or one per pipeline stage."""
     top = cfg.topology
     if top.kind == "pipeline":
         sizes = _checked("topology", lambda: stage_layers(g.n_layers, top.n_chips))
         return {f"stage{k}": (size, g.n, g.n) for k, size in enumerate(sizes)}
-    if top.shared_phases:
+    if top.shared_phases and top.kind != "width":
         return {SHARED: (g.n_layers, g.n, g.n)}
     return {group_of(i, False): (g.n_layers, g.n, g.n) for i in range(top.n_chips)}
 

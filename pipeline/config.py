@@ -68,7 +68,7 @@ class TrainerConfig:
 
 @dataclass
 class TopologyConfig:
-    kind: str = "data_parallel"                    # single | data_parallel | pipeline
+    kind: str = "data_parallel"                    # single | data_parallel | pipeline | width
     n_chips: int = 2
     chip_seeds: list = field(default_factory=lambda: [1, 2])
     shared_phases: bool = True                     # one mask set for every chip, or one per chip
@@ -124,7 +124,7 @@ CHOICES = {
     "chip.fft_planner": ("estimate", "measure"),
     "task.name": ("digits", "idx"), "trainer.kind": ("ffm", "insilico", "ideal"),
     "trainer.optimizer": ("adam", "sgd"), "trainer.loss": ("cross_entropy",),
-    "topology.kind": ("single", "data_parallel", "pipeline"), "tracking.kind": ("mlflow", "none"),
+    "topology.kind": ("single", "data_parallel", "pipeline", "width"), "tracking.kind": ("mlflow", "none"),
     "cluster.kind": ("local", "address"), "cluster.on_chip_failure": ("fail", "drop"),
 }
 POSITIVE = {"trainer.epochs", "trainer.batch_size", "trainer.eval_batch_size", "trainer.lr",

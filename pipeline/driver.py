@@ -172,7 +172,8 @@ def _finish(sess: Session, state: TrainState, wall_s: float) -> dict:
                          cfg.trainer.eval_batch_size)
     twin_acc = next(iter(twin.values()))["accuracy"]
     where = topo.locate(state.alive)
-    per_chip = {name: {"test_accuracy": r["accuracy"], **where.get(name, {})} for name, r in test.items()}
+    per_chip = {name: {"test_accuracy": r["accuracy"], **{k: r[k] for k in ("subtask_accuracy",) if k in r},
+                       **where.get(name, {})} for name, r in test.items()}
     summary = {"trainer": cfg.trainer.kind, "deployed_on": plan.deploy_on, "chips": per_chip,
                "twin_test_accuracy": twin_acc, "rounds": state.round, "epochs": state.epoch,
                "wall_seconds": wall_s, "run_id": sess.tracker.run_id, "tracking_uri": sess.tracker.uri,

@@ -32,7 +32,8 @@ def log_final_artifacts(sess, state, test: dict, figures) -> None:
 def print_summary(summary: dict, tracker) -> None:
     lines = [f"\n{summary['trainer']} training done in {summary['wall_seconds']:.0f} s, {summary['rounds']} rounds"]
     for name, chip in summary["chips"].items():
-        where = "twin" if summary["deployed_on"] == "twin" else f"{name} (seed {chip.get('seed', chip.get('seeds'))})"
+        seed = f" (seed {chip['seed']})" if "seed" in chip else ""
+        where = "twin" if summary["deployed_on"] == "twin" else f"{name}{seed}"
         lines.append(f"  test accuracy on {where}: {chip['test_accuracy']:.3f}")
     lines.append(f"  same masks on the digital twin: {summary['twin_test_accuracy']:.3f}")
     if summary["dropped_chips"]:

@@ -97,10 +97,11 @@ def call_round(workers: list, params: dict, shard_map: dict[int, np.ndarray], ro
 
 
 def evaluate_chips(workers: list, chips: list[int], params: dict, subset: str, round_index: int,
-                   on: str, shared: bool, batch_size: int, n_examples: int = 0) -> dict[int, dict]:
+                   on: str, shared: bool, batch_size: int, n_examples: int = 0,
+                   probabilities: bool = False) -> dict[int, dict]:
     """Accuracy (and confusion) of every listed chip, evaluated in parallel."""
     refs = _broadcast(params)
     calls = {k: workers[k].evaluate.remote(*refs[group_of(k, shared)], subset, round_index, on,
-                                           batch_size, n_examples) for k in chips}
+                                           batch_size, n_examples, probabilities) for k in chips}
     keys = list(calls)
     return dict(zip(keys, ray.get([calls[k] for k in keys])))

@@ -51,6 +51,48 @@ class DataParallel:
         return ray.get(self.workers[alive[0]].detector_regions.remote())
 
 
+class Width(DataParallel):
+    """Taichi-style chiplets: chip k learns a sub-task (its group of classes plus "other")
+    on every sample, with its own masks; the chips' detector outputs are combined
+    electronically: class c scores ``p_k(c)``, chip k's softmax probability for it."""
+
+    kind = "width"
+
+    def run_round(self, params: dict, alive: list[int], batch: np.ndarray, round_index: int, fidelity: bool):
+        t0 = time.perf_counter()
+        results, alive = call_round(self.workers, params, {k: batch for k in alive}, round_index,
+                                    self.plan.train_on, fidelity, False, self.plan.policy, self.event)
+        grads = aggregate(results, False)
+        return grads, round_metrics(results, grads, time.perf_counter() - t0), alive
+
+    def evaluate(self, params: dict, alive: list[int], subset: str, round_index: int, on: str,
+                 batch_size: int, n_examples: int = 0) -> dict[str, dict]:
+        res = evaluate_chips(self.workers, alive, params, subset, round_index, on, False, batch_size,
+                             probabilities=True)
+        labels = next(iter(res.values()))["labels"]
+        n_classes = sum(len(self.plan.chips[k].classes) for k in range(len(self.plan.chips)))
+        scores = np.full((len(labels), n_classes), -np.inf)
+        for k, r in res.items():
+            classes = list(self.plan.chips[k].classes)
+            scores[:, classes] = r["probabilities"][:, :len(classes)]
+        pred = scores.argmax(axis=1)
+        confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
+        np.add.at(confusion, (labels, pred), 1)
+        combined = {"accuracy": float((pred == labels).mean()), "confusion": confusion,
+                    "subtask_accuracy": {f"chip{k}": r["accuracy"] for k, r in res.items()}}
+        return {"combined": combined}
+
+    def locate(self, alive: list[int]) -> dict[str, dict]:
+        return {"combined": {f"chip{k}": {**w, "classes": list(self.plan.chips[k].classes)}
+                             for k, w in zip(alive, super().locate(alive).values())}}
+
+    def reveal(self, alive: list[int]) -> dict[str, dict]:
+        return super().reveal(alive)
+
+    def detector_regions(self, alive: list[int]):
+        return None
+
+
 class LayerPipeline:
     """A deep network split by layers across the chips (see :mod:`pipeline.layer_pipeline`)."""
 
@@ -104,5 +146,6 @@ def make_topology(plan, cfg, split, split_ref, event):
         workers = make_stage_workers(plan.chips, split_ref, plan.objective, cfg.chip.num_cpus,
                                      cfg.cluster.max_restarts)
         return LayerPipeline(plan, workers, cfg.topology.microbatches, len(split.val), len(split.test))
-    return DataParallel(plan, make_workers(plan, cfg, split_ref), event)
+    cls = Width if cfg.topology.kind == "width" else DataParallel
+    return cls(plan, make_workers(plan, cfg, split_ref), event)
 

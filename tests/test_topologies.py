@@ -16,3 +16,30 @@ def test_pipeline_topology_trains_and_reports_bubbles(ray_cluster, tmp_path, sql
         assert z["stage0/phase"].shape == (2, 64, 64) and z["stage1/phase"].shape == (1, 64, 64)
     hist = MlflowClient(sqlite_uri).get_metric_history(s["run_id"], "round/bubble_frac")
     assert len(hist) == 6 and all(0 <= m.value < 1 for m in hist)
+
+
+def test_width_topology_combines_chiplets(ray_cluster, tmp_path):
+    s = train(compose("debug=smoke", "topology=width", "tracking=none", "trainer.max_rounds=8",
+                      f"output_dir={tmp_path}/out"))
+    combined = s["chips"]["combined"]
+    assert 0.0 <= combined["test_accuracy"] <= 1.0
+    assert set(combined["subtask_accuracy"]) == {"chip0", "chip1"}
+    assert combined["chip0"]["classes"] == [0, 1, 2, 3, 4] and combined["chip1"]["classes"] == [5, 6, 7, 8, 9]
+    with np.load(tmp_path / "out" / "phases.npz") as z:
+        assert set(z.files) == {"chip0/phase", "chip1/phase"}
+
+
+def test_width_labels_map_to_subtasks():
+    import dataclasses
+
+    from optics.data import load_digits_split
+    from optics.ffm import Objective
+    from optics.geometry import Geometry
+    from optics.imperfections import HardwareSpec
+    from optics.measurement import MeasurementSpec
+    from pipeline.actors import ChipSpec, ChipWorker
+
+    g = dataclasses.replace(Geometry.small(), n_classes=4)
+    spec = ChipSpec(0, 1, g, HardwareSpec(), MeasurementSpec(), classes=(3, 7, 9))
+    worker = ChipWorker(spec, load_digits_split(0), Objective())
+    np.testing.assert_array_equal(worker._labels(np.array([3, 7, 9, 0, 5])), [0, 1, 2, 3, 3])
