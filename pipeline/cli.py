@@ -8,7 +8,9 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError
+from .config import ConfigError, register_resolvers
+
+register_resolvers()
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # an installed wheel carries conf/ inside the package; a source checkout has it at the top level

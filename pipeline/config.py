@@ -115,6 +115,7 @@ class RunConfig:
     seed: int = 0
     checkpoint_every: int = 20
     resume: str | None = None                      # checkpoint .npz or MLflow run id
+    vars: dict = field(default_factory=dict)      # free values experiment files interpolate
     output_dir: str | None = None                 # None: outputs/<date_time> (Hydra: its run folder)
 
 
@@ -141,10 +142,20 @@ def load_config(raw: Any) -> RunConfig:
     return cfg
 
 
+def register_resolvers() -> None:
+    """Arithmetic for sweeps (conf/experiment/scaling.yaml): ``${mul:a,b}`` and
+    ``${share:cores,k}`` = min(1, cores / k), a chip's share of the cores."""
+    from omegaconf import OmegaConf  # noqa: PLC0415
+
+    OmegaConf.register_new_resolver("mul", lambda a, b: a * b, replace=True)
+    OmegaConf.register_new_resolver("share", lambda cores, k: min(1.0, cores / k), replace=True)
+
+
 def _plain(raw):
     if hasattr(raw, "_metadata"):  # an OmegaConf node: resolve interpolations first
         from omegaconf import OmegaConf  # noqa: PLC0415
 
+        register_resolvers()
         return OmegaConf.to_container(raw, resolve=True)
     return raw
 

@@ -107,15 +107,17 @@ def shards(batch: np.ndarray, chips: list[int]) -> dict[int, np.ndarray]:
     return dict(zip(chips, np.array_split(batch, len(chips))))
 
 
-def round_metrics(results: dict[int, dict], grads: dict, round_s: float) -> dict[str, float]:
-    """Per-round metrics from the chips' results (weighted by shard size)."""
+def round_metrics(results: dict[int, dict], grads: dict, round_s: float, broadcast_s: float = 0.0) -> dict[str, float]:
+    """Per-round metrics from the chips' results (weighted by shard size), with the time
+    breakdown: broadcast (``ray.put``), slowest chip's compute, collect (the rest of the wait)."""
     n = sum(int(r["n"]) for r in results.values())
     slowest = max(float(r["compute_s"]) for r in results.values())
     gnorm = float(np.sqrt(sum(float(np.sum(v * v)) for g in grads.values() for v in g.values())))
     out = {"loss": sum(r["loss"] * r["n"] for r in results.values()) / n,
            "accuracy": sum(int(r["correct"]) for r in results.values()) / n,
            "grad_norm": gnorm, "round_s": round_s, "slowest_chip_s": slowest,
-           "samples_per_s": n / round_s if round_s > 0 else 0.0}
+           "samples_per_s": n / round_s if round_s > 0 else 0.0,
+           "broadcast_s": broadcast_s, "collect_s": max(round_s - broadcast_s - slowest, 0.0)}
     fids = [r["fidelity_cosine"] for r in results.values() if "fidelity_cosine" in r]
     if fids:
         out["grad_fidelity_cosine"] = float(np.mean(fids))

@@ -36,6 +36,7 @@ class Session:
     history: dict
     split_ref: object = None    # held for the run: restarted actors re-read their arguments
     latest: TrainState | None = None
+    logging_s: float = 0.0
 
 
 def train(raw_cfg) -> dict:
@@ -132,9 +133,13 @@ def _round(sess: Session, state: TrainState) -> tuple[TrainState, dict]:
     grads, metrics, alive = sess.topo.run_round(state.params, state.alive, batch, state.round, fidelity)
     if alive != state.alive:
         state = dataclasses.replace(state, alive=alive)
+    t_update = time.perf_counter()
     state = step(state, grads, plan.optimizer, sess.batches_per_epoch)
-    metrics["overhead_frac"] = max(0.0, 1.0 - metrics["slowest_chip_s"] / (time.perf_counter() - t0))
+    now = time.perf_counter()
+    metrics |= {"update_s": now - t_update, "logging_s": sess.logging_s,   # logging: the previous round's
+                "overhead_frac": max(0.0, 1.0 - metrics["slowest_chip_s"] / (now - t0))}
     sess.tracker.log_round(state.round, metrics)
+    sess.logging_s = time.perf_counter() - now
     for key in ("loss", "accuracy"):
         sess.history.setdefault(f"train_{key}", []).append((state.round, metrics[key]))
     return state, metrics

@@ -34,8 +34,8 @@ from .actors import ChipSpec
 
 def stage_layers(n_layers: int, n_stages: int) -> list[int]:
     """Layers per stage, as even as possible (5 over 2 -> [3, 2])."""
-    if n_stages < 2 or n_stages > n_layers:
-        raise ValueError(f"topology=pipeline needs 2 <= n_chips <= n_layers ({n_layers}), got {n_stages}")
+    if n_stages < 1 or n_stages > n_layers:
+        raise ValueError(f"topology=pipeline needs 1 <= n_chips <= n_layers ({n_layers}), got {n_stages}")
     return [len(a) for a in np.array_split(np.arange(n_layers), n_stages)]
 
 
@@ -151,10 +151,12 @@ def split_params(params: dict, sizes: list[int]) -> list[dict]:
 
 
 def pipeline_round(workers: list, stage_params: list[dict], versions: list[int], batch: np.ndarray,
-                   round_index: int, n_micro: int, on: str) -> tuple[list[dict], float]:
-    """One round over microbatches; returns each stage's result and the bubble fraction."""
+                   round_index: int, n_micro: int, on: str) -> tuple[list[dict], float, float]:
+    """One round over microbatches; returns each stage's result, the bubble fraction and the
+    seconds spent broadcasting parameters."""
     t0 = time.perf_counter()
     refs = [ray.put(p) for p in stage_params]
+    broadcast_s = time.perf_counter() - t0
     micro = [m for m in np.array_split(batch, min(n_micro, len(batch))) if len(m)]
     errors = []
     for mb, idx in enumerate(micro):  # all forwards first ...
@@ -171,7 +173,7 @@ def pipeline_round(workers: list, stage_params: list[dict], versions: list[int],
     results = ray.get([w.finish.remote(round_index) for w in workers])
     wall = time.perf_counter() - t0
     bubble = 1.0 - sum(r["busy_s"] for r in results) / (len(workers) * wall)
-    return results, bubble
+    return results, bubble, broadcast_s
 
 
 def pipeline_evaluate(workers: list, stage_params: list[dict], versions: list[int], subset: str, n: int,

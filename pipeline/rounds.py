@@ -46,9 +46,12 @@ def _broadcast(params: dict) -> dict:
 
 def call_round(workers: list, params: dict, shard_map: dict[int, np.ndarray], round_index: int,
                on: str, fidelity: bool, shared: bool, policy: FailurePolicy,
-               event: Callable[[str], None]) -> tuple[dict[int, dict], list[int]]:
-    """Run one round on every chip in ``shard_map``; returns (results, chips still alive)."""
+               event: Callable[[str], None]) -> tuple[dict[int, dict], list[int], float]:
+    """Run one round on every chip in ``shard_map``; returns (results, chips still alive,
+    seconds spent broadcasting the parameters)."""
+    t0 = time.perf_counter()
     refs = _broadcast(params)  # once per parameter group
+    broadcast_s = time.perf_counter() - t0
 
     def submit(k: int):
         ref, version = refs[group_of(k, shared)]
@@ -93,7 +96,7 @@ def call_round(workers: list, params: dict, shard_map: dict[int, np.ndarray], ro
             deadline[k] = time.monotonic() + policy.timeout_s
     if not results:
         raise ChipFailure(f"no chip left in round {round_index}")
-    return results, alive
+    return results, alive, broadcast_s
 
 
 def evaluate_chips(workers: list, chips: list[int], params: dict, subset: str, round_index: int,

@@ -27,10 +27,11 @@ class DataParallel:
 
     def run_round(self, params: dict, alive: list[int], batch: np.ndarray, round_index: int, fidelity: bool):
         t0 = time.perf_counter()
-        results, alive = call_round(self.workers, params, shards(batch, alive), round_index, self.plan.train_on,
-                                    fidelity, self.plan.shared, self.plan.policy, self.event)
+        results, alive, put_s = call_round(self.workers, params, shards(batch, alive), round_index,
+                                           self.plan.train_on, fidelity, self.plan.shared, self.plan.policy,
+                                           self.event)
         grads = aggregate(results, self.plan.shared)
-        return grads, round_metrics(results, grads, time.perf_counter() - t0), alive
+        return grads, round_metrics(results, grads, time.perf_counter() - t0, put_s), alive
 
     def evaluate(self, params: dict, alive: list[int], subset: str, round_index: int, on: str,
                  batch_size: int, n_examples: int = 0) -> dict[str, dict]:
@@ -60,10 +61,10 @@ class Width(DataParallel):
 
     def run_round(self, params: dict, alive: list[int], batch: np.ndarray, round_index: int, fidelity: bool):
         t0 = time.perf_counter()
-        results, alive = call_round(self.workers, params, {k: batch for k in alive}, round_index,
-                                    self.plan.train_on, fidelity, False, self.plan.policy, self.event)
+        results, alive, put_s = call_round(self.workers, params, {k: batch for k in alive}, round_index,
+                                           self.plan.train_on, fidelity, False, self.plan.policy, self.event)
         grads = aggregate(results, False)
-        return grads, round_metrics(results, grads, time.perf_counter() - t0), alive
+        return grads, round_metrics(results, grads, time.perf_counter() - t0, put_s), alive
 
     def evaluate(self, params: dict, alive: list[int], subset: str, round_index: int, on: str,
                  batch_size: int, n_examples: int = 0) -> dict[str, dict]:
@@ -110,8 +111,8 @@ class LayerPipeline:
     def run_round(self, params: dict, alive: list[int], batch: np.ndarray, round_index: int, fidelity: bool):
         stage, versions = self._stage_params(params)
         t0 = time.perf_counter()
-        results, bubble = pipeline_round(self.workers, stage, versions, batch, round_index, self.n_micro,
-                                         self.plan.train_on)
+        results, bubble, put_s = pipeline_round(self.workers, stage, versions, batch, round_index,
+                                                self.n_micro, self.plan.train_on)
         wall = time.perf_counter() - t0
         grads = {f"stage{k}": {key[5:]: v for key, v in r.items() if key.startswith("grad/")}
                  for k, r in enumerate(results)}
@@ -119,7 +120,8 @@ class LayerPipeline:
         gnorm = float(np.sqrt(sum(float(np.sum(v * v)) for g in grads.values() for v in g.values())))
         metrics = {"loss": last["loss"] / last["n"], "accuracy": last["correct"] / last["n"], "grad_norm": gnorm,
                    "round_s": wall, "slowest_chip_s": max(r["busy_s"] for r in results),
-                   "bubble_frac": bubble, "samples_per_s": last["n"] / wall}
+                   "bubble_frac": bubble, "samples_per_s": last["n"] / wall, "broadcast_s": put_s,
+                   "collect_s": max(wall - put_s - max(r["busy_s"] for r in results), 0.0)}
         return grads, metrics, alive
 
     def evaluate(self, params: dict, alive: list[int], subset: str, round_index: int, on: str,

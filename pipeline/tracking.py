@@ -117,3 +117,37 @@ class MlflowTracker(NullTracker):
 def _short(value) -> str:
     text = str(value)
     return text if len(text) <= 500 else text[:497] + "..."
+
+
+def read_runs(uri: str, experiment: str, round_keys: list[str], skip_rounds: int = 2) -> list[dict]:
+    """Finished runs of ``experiment``: params, final metrics, and the median over rounds
+    (after ``skip_rounds`` warm-up rounds) of each ``round/<key>`` metric."""
+    from mlflow.tracking import MlflowClient  # noqa: PLC0415
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise ValueError(f"no MLflow experiment {experiment!r} at {uri}; run the sweep first")
+    out = []
+    for run in client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'", max_results=5000):
+        medians = {}
+        for key in round_keys:
+            hist = sorted(client.get_metric_history(run.info.run_id, f"round/{key}"), key=lambda m: m.step)
+            values = [m.value for m in hist[skip_rounds:]] or [m.value for m in hist]
+            if values:
+                medians[key] = float(np.median(values))
+        out.append({"run_id": run.info.run_id, "params": dict(run.data.params),
+                    "metrics": dict(run.data.metrics), "medians": medians})
+    return out
+
+
+def log_report(uri: str, experiment: str, name: str, files: list[str]) -> str:
+    """A run named ``name`` in ``experiment`` holding the report files; returns its id."""
+    import mlflow  # noqa: PLC0415
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name=name) as run:
+        for path in files:
+            mlflow.log_artifact(path, "report")
+    return run.info.run_id

@@ -53,17 +53,19 @@ def mlflow_server(tmp_path):
                              "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
                              "--artifacts-destination", str(tmp_path / "artifacts"),
                              "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "server.log", "w"),
+                            start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
+        deadline = time.monotonic() + 240   # a loaded 2-core machine can take a while
+        while True:
             try:
-                if urllib.request.urlopen(url + "/health", timeout=1).status == 200:
+                if urllib.request.urlopen(url + "/health", timeout=2).status == 200:
                     break
             except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("mlflow server did not come up: " + (tmp_path / "server.log").read_text()[-3000:])
                 time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not come up in 60 s")
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # the server and its job-runner children

@@ -156,16 +156,17 @@ def auth_server(postgres, tmp_path):
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(180):
+        deadline = time.monotonic() + 240
+        while True:
             try:
-                urllib.request.urlopen(url + "/health", timeout=1)
+                urllib.request.urlopen(url + "/health", timeout=2)
                 break
             except urllib.error.HTTPError:
                 break   # up (and asking for credentials)
             except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("mlflow server did not start: " + (tmp_path / "server.log").read_text()[-3000:])
                 time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not start: " + (tmp_path / "server.log").read_text()[-2000:])
         yield url, password
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -32,8 +32,8 @@ def _whole_network_gradient(split, phases, idx):
 
 
 def test_stage_layers():
-    assert stage_layers(5, 2) == [3, 2] and stage_layers(5, 5) == [1] * 5
-    with pytest.raises(ValueError, match="needs 2 <= n_chips"):
+    assert stage_layers(5, 2) == [3, 2] and stage_layers(5, 5) == [1] * 5 and stage_layers(5, 1) == [5]
+    with pytest.raises(ValueError, match="needs 1 <= n_chips"):
         stage_layers(3, 4)
 
 
@@ -68,7 +68,7 @@ def test_pipeline_round_on_actors(ray_cluster):
     workers = make_stage_workers((_spec(1), _spec(2)), ray_cluster.put(split), OBJ, 0.5, 0)
     phases = np.random.default_rng(0).uniform(0, 2 * np.pi, (5, G.n, G.n))
     params = split_params({"phase": phases}, [3, 2])
-    results, bubble = pipeline_round(workers, params, [1, 1], np.arange(16), 0, 4, "chip")
+    results, bubble, _ = pipeline_round(workers, params, [1, 1], np.arange(16), 0, 4, "chip")
     ref = _whole_network_gradient(split, phases, np.arange(16))
     got = np.concatenate([r["grad/phase"] for r in results])
     assert np.linalg.norm(got - ref.grad_phase) <= 1e-10 * np.linalg.norm(ref.grad_phase)

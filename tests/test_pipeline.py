@@ -36,7 +36,7 @@ def test_aggregated_gradient_equals_one_process(ray_cluster):
     g = plan.geometry
     params = {"shared": {"phase": np.random.default_rng(0).uniform(0, 6, (g.n_layers, g.n, g.n))}}
     shard_map = shards(batch_indices(0, 0, 0, len(split.train), 32), [0, 1])
-    results, alive = call_round(workers, params, shard_map, 0, "chip", False, True, plan.policy, print)
+    results, alive, _ = call_round(workers, params, shard_map, 0, "chip", False, True, plan.policy, print)
     with threadpool_limits(1):  # as in the actors (num_cpus=1): same BLAS reduction order, same bits
         local = {k: ChipWorker(plan.chips[k], split, plan.objective).run_round(params["shared"], 1, shard_map[k],
                                                                                0, "chip") for k in (0, 1)}
@@ -60,7 +60,7 @@ def test_smoke_run_is_tracked_in_sqlite(ray_cluster, tmp_path, sqlite_uri):
     assert {"git_commit", "backend", "chips", "ray", "mlflow"} <= set(run.data.tags)
     metrics = run.data.metrics
     for key in ("round/loss", "round/grad_norm", "round/overhead_frac", "round/samples_per_s",
-                "round/slowest_chip_s", "val_accuracy/chip0", "test_accuracy/chip1", "final_test_accuracy/chip0"):
+                "round/slowest_chip_s", "round/broadcast_s", "round/collect_s", "round/update_s", "round/logging_s", "val_accuracy/chip0", "test_accuracy/chip1", "final_test_accuracy/chip0"):
         assert key in metrics, key
     assert len(client.get_metric_history(run.info.run_id, "round/loss")) == 6
     assert any(m.step == 0 for m in client.get_metric_history(run.info.run_id, "round/grad_fidelity_cosine")) is False

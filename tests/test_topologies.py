@@ -43,3 +43,19 @@ def test_width_labels_map_to_subtasks():
     spec = ChipSpec(0, 1, g, HardwareSpec(), MeasurementSpec(), classes=(3, 7, 9))
     worker = ChipWorker(spec, load_digits_split(0), Objective())
     np.testing.assert_array_equal(worker._labels(np.array([3, 7, 9, 0, 5])), [0, 1, 2, 3, 3])
+
+
+def test_scaling_jobs_and_report(ray_cluster, tmp_path, sqlite_uri):
+    """Two jobs of experiment=scaling (1 and 2 chips), then `ffm-report scaling` on them."""
+    from pipeline.report_cli import main as report
+
+    for k in (1, 2):
+        train(compose("experiment=scaling", f"topology.n_chips={k}", "trainer.max_rounds=5",
+                      f"tracking.uri='{sqlite_uri}'", f"output_dir={tmp_path}/k{k}"))
+    assert report(["scaling", "--uri", sqlite_uri, "--out", str(tmp_path / "report")]) == 0
+    table = (tmp_path / "report" / "scaling.md").read_text().splitlines()
+    assert table[0].startswith("| topology | chips | samples_per_s | efficiency")
+    rows = [line for line in table[2:] if line.startswith("| data_parallel")]
+    assert [r.split("|")[2].strip() for r in rows] == ["1", "2"]
+    assert rows[0].split("|")[4].strip() == "1.00"
+    assert (tmp_path / "report" / "scaling.png").stat().st_size > 10_000
