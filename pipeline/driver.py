@@ -173,7 +173,7 @@ def _finish(sess: Session, state: TrainState, wall_s: float) -> dict:
     cfg, plan, topo = sess.cfg, sess.plan, sess.topo
     test = topo.evaluate(state.best_params, state.alive, "test", state.round + 1, plan.deploy_on,
                          cfg.trainer.eval_batch_size, n_examples=4)
-    twin = topo.evaluate(state.best_params, state.alive[:1], "test", state.round + 1, "twin",
+    twin = topo.evaluate(state.best_params, state.alive, "test", state.round + 1, "twin",
                          cfg.trainer.eval_batch_size)
     twin_acc = next(iter(twin.values()))["accuracy"]
     where = topo.locate(state.alive)
