@@ -13,7 +13,7 @@ import csv
 import os
 import sys
 
-from .tracking import log_report, read_runs
+from .tracking import default_uri, log_report, read_runs
 
 KEYS = ["samples_per_s", "round_s", "slowest_chip_s", "broadcast_s", "collect_s", "update_s", "logging_s",
         "overhead_frac", "bubble_frac"]
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="ffm-report", description=__doc__.splitlines()[0])
     p.add_argument("study", choices=["scaling"])
     p.add_argument("--experiment", default="ffm-scaling", help="MLflow experiment holding the sweep's runs")
-    p.add_argument("--uri", default=os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db")
+    p.add_argument("--uri", default=default_uri(), help="tracking URI (default: $MLFLOW_TRACKING_URI or the local store)")
     p.add_argument("--out", default="reports/scaling")
     args = p.parse_args(argv)
     try:

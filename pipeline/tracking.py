@@ -52,7 +52,7 @@ class MlflowTracker(NullTracker):
         import mlflow  # noqa: PLC0415
 
         self.mlflow = mlflow
-        self.uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+        self.uri = uri or default_uri()
         self.experiment, self.run_name = experiment, run_name
 
     def start(self, params: dict, tags: dict, run_id: str | None = None) -> str:
@@ -112,6 +112,11 @@ class MlflowTracker(NullTracker):
         if self.uri.startswith(("http://", "https://")):
             return f"open {self.uri} (run {self.run_id})"
         return f"mlflow ui --backend-store-uri {self.uri}   # then open http://127.0.0.1:5000"
+
+
+def default_uri() -> str:
+    """``$MLFLOW_TRACKING_URI``, else MLflow's default local store in the current folder."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
 
 
 def _short(value) -> str:
