@@ -14,13 +14,13 @@ Writes benchmarks/results/chip-processes-<backend>-<geometry>.json and prints a 
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import platform
 import time
 
 import numpy as np
+from common import add_efficiency, report
 
 
 def _chip(args, rank: int, barrier, queue) -> None:
@@ -72,9 +72,7 @@ def main() -> None:
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = p.parse_args()
     rows = [measure(args, k) for k in args.chips]
-    base = rows[0]["aggregate_samples_per_s"] / rows[0]["chips"]
-    for r in rows:
-        r["efficiency"] = r["aggregate_samples_per_s"] / (r["chips"] * base)
+    add_efficiency(rows, "aggregate_samples_per_s")
     info = {"host": platform.node(), "machine": platform.machine(), "cores": os.cpu_count(),
             "numpy": np.__version__, "date": time.strftime("%Y-%m-%d %H:%M")}
     if args.backend == "cupy":
@@ -82,18 +80,12 @@ def main() -> None:
 
         props = cupy.cuda.runtime.getDeviceProperties(0)
         info |= {"gpu": props["name"].decode(), "cupy": cupy.__version__}
-    os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, f"chip-processes-{args.backend}-{args.geometry}.json")
-    with open(path, "w") as f:
-        json.dump({"benchmark": "chip processes sharing one device", **info, "args": vars(args), "rows": rows},
-                  f, indent=2)
-    print(f"\n{info.get('gpu', info['machine'])}, {args.geometry} chip, batch {args.batch}\n")
-    print("| chips | aggregate samples/s | per chip | efficiency |\n|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['chips']} | {r['aggregate_samples_per_s']:.1f} | "
-              f"{np.mean(r['per_chip_samples_per_s']):.1f} | {r['efficiency']:.2f} |")
-    print(f"\nwrote {path}")
-
+    report(path, {"benchmark": "chip processes sharing one device", **info, "args": vars(args), "rows": rows},
+           f"{info.get('gpu', info['machine'])}, {args.geometry} chip, batch {args.batch}",
+           ["chips", "aggregate samples/s", "per chip", "efficiency"],
+           lambda r: [str(r["chips"]), f"{r['aggregate_samples_per_s']:.1f}",
+                      f"{np.mean(r['per_chip_samples_per_s']):.1f}", f"{r['efficiency']:.2f}"])
 
 if __name__ == "__main__":
     main()

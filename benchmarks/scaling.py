@@ -4,7 +4,7 @@ Each chip is one Ray actor given one core (chip.num_cpus=1, one FFT thread); the
 with the chip count (weak scaling: the same per-chip shard). Measures, per chip count, the
 median over rounds (after two warm-up rounds) of samples/s, round time, slowest chip time
 and coordinator overhead ``(round - slowest chip) / round``; efficiency is
-``throughput(K) / (K * throughput(1))``. Writes benchmarks/results/scaling-<host>.json and
+``throughput(K) / (K * throughput(1))``. Writes benchmarks/results/scaling-<topology>-<chip>.json and
 prints a markdown table.
 
     .venv/bin/python benchmarks/scaling.py [--chips 1 2] [--rounds 20] [--geometry reference]
@@ -13,13 +13,13 @@ prints a markdown table.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
 import time
 
 import numpy as np
+from common import add_efficiency, report
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
@@ -64,25 +64,16 @@ def main() -> None:
 
     work = tempfile.mkdtemp(prefix="ffm-scaling-")
     rows = [run(k, args.rounds, args.shard, args.chip, args.topology, work) for k in args.chips]
-    base = rows[0]["samples_per_s"] / rows[0]["chips"]
-    for r in rows:
-        r["efficiency"] = r["samples_per_s"] / (r["chips"] * base)
+    add_efficiency(rows, "samples_per_s")
     out = {"benchmark": "B3 data-parallel scaling", "date": time.strftime("%Y-%m-%d %H:%M"),
            "host": platform.node(), "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
            "python": platform.python_version(), "numpy": np.__version__, "ray": ray.__version__,
            "args": vars(args), "rows": rows}
-    os.makedirs(os.path.join(os.path.dirname(__file__), "results"), exist_ok=True)
     path = os.path.join(os.path.dirname(__file__), "results", f"scaling-{args.topology}-{args.chip}.json")
-    with open(path, "w") as f:
-        json.dump(out, f, indent=2)
-    print(f"\n{out['cpu']}, {out['cores']} cores, {args.chip} chip, {args.shard} samples per chip per round\n")
-    print("| chips | samples/s | efficiency | round (s) | slowest chip (s) | coordinator overhead |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['chips']} | {r['samples_per_s']:.1f} | {r['efficiency']:.2f} | {r['round_s']:.3f} | "
-              f"{r['slowest_chip_s']:.3f} | {100 * r['overhead_frac']:.1f} % |")
-    print(f"\nwrote {path}")
-
+    report(path, out, f"{out['cpu']}, {out['cores']} cores, {args.chip} chip, {args.shard} samples per chip per round",
+           ["chips", "samples/s", "efficiency", "round (s)", "slowest chip (s)", "coordinator overhead"],
+           lambda r: [str(r["chips"]), f"{r['samples_per_s']:.1f}", f"{r['efficiency']:.2f}", f"{r['round_s']:.3f}",
+                      f"{r['slowest_chip_s']:.3f}", f"{100 * r['overhead_frac']:.1f} %"])
 
 if __name__ == "__main__":
     main()

@@ -103,7 +103,7 @@ class Backend:
 
     def _transform(self, buf, forward: bool) -> None:
         if self.name == "cupy":
-            _cupy_fft_inplace(self.xp, buf, forward)
+            _cupy_fft_inplace(buf, forward)
             return
         fftw = _pyfftw()
         if fftw is None or not _is_workspace(self, buf):
@@ -137,7 +137,7 @@ def _is_workspace(backend: Backend, buf) -> bool:
     return backend._work.get(tuple(buf.shape)) is buf
 
 
-def _cupy_fft_inplace(cp, buf, forward: bool) -> None:
+def _cupy_fft_inplace(buf, forward: bool) -> None:
     import cupyx.scipy.fft as cfft  # noqa: PLC0415  (lazy: GPU only)
 
     if forward:

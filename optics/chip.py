@@ -23,7 +23,7 @@ from .backend import Backend, get_backend
 from .detectors import Detectors, make_detectors
 from .geometry import Geometry
 from .imperfections import HardwareSpec, HiddenState, draw_hidden_state, shift_map, slm_response
-from .measurement import MeasurementSpec, PassKey, measure_field, measure_intensity
+from .measurement import MeasurementSpec, PassKey, measure_field_, measure_intensity, reference_rotation
 from .propagation import Propagator, check_field, make_propagator
 
 AMPLITUDE_FLOOR = 1e-3
@@ -164,10 +164,11 @@ class SimulatedChip(_DiffractiveBase):
         taps = donn.data_pass(self._illuminated(inputs), self.transmissions, self.props)
         m, be = self.measurement, self.backend
         if not m.noiseless:
+            rotation = reference_rotation(m, key, be)  # one residual reference phase per pass
             for layer in range(taps.fields.shape[0]):
-                taps.fields[layer] = measure_field(taps.fields[layer], m, key, layer, be)
-            intensity = measure_intensity(taps.intensity, m, key, be)
-            taps = donn.Taps(taps.fields, measure_field(taps.output, m, key, 99, be), intensity)
+                measure_field_(taps.fields[layer], m, key, layer, be, rotation=rotation)
+            measure_field_(taps.output, m, key, 99, be, rotation=rotation)
+            taps = donn.Taps(taps.fields, taps.output, measure_intensity(taps.intensity, m, key, be))
         return taps
 
     def error_pass(self, error, key: PassKey, to_input: bool = False) -> donn.Taps:
@@ -181,10 +182,11 @@ class SimulatedChip(_DiffractiveBase):
             scale = xp.maximum(scale, 1e-30)
         taps = donn.error_pass(error, self.transmissions, self.props, transpose=False, to_input=to_input)
         if scale is not None:
+            rotation = reference_rotation(m, key, be)
             for layer in range(taps.fields.shape[0]):
-                taps.fields[layer] = measure_field(taps.fields[layer], m, key, layer, be, scale=scale)
+                measure_field_(taps.fields[layer], m, key, layer, be, scale=scale, rotation=rotation)
             if to_input:
-                taps = donn.Taps(taps.fields, measure_field(taps.output, m, key, 98, be, scale=scale))
+                measure_field_(taps.output, m, key, 98, be, scale=scale, rotation=rotation)
         return taps
 
     def infer(self, inputs, key: PassKey):

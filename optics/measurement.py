@@ -139,18 +139,19 @@ def measure_intensity(intensity, spec: MeasurementSpec, key: PassKey, backend):
     return e.astype(backend.real_dtype, copy=False)
 
 
-def measure_field(field, spec: MeasurementSpec, key: PassKey, tap: int, backend, scale=None):
-    """Holographically measured complex field (B, n, n), see module docstring.
+def measure_field_(field, spec: MeasurementSpec, key: PassKey, tap: int, backend, scale=None,
+                   rotation=None) -> None:
+    """Turn ``field`` (B, n, n, owned by the caller) into its holographic measurement, in place.
 
     ``scale`` (B, 1, 1) is the per-sample amplitude the field was sent with (error pass:
     the error field is normalised to unit power for the optical pass); noise is relative
-    to the photon budget at that power. Returns a new array (``field`` is not modified).
+    to the photon budget at that power. ``rotation`` (B, 1, 1) is the pass's residual
+    reference phase factor from :func:`reference_rotation` (None: no residual).
     """
     if spec.noiseless:
-        return field
+        return
     xp, qn = backend.xp, spec.photoelectrons
-    out = field.copy()
-    pairs = out.view(backend.real_dtype).reshape(out.shape + (2,))  # (re, im) views of ``out``
+    pairs = field.view(backend.real_dtype).reshape(field.shape + (2,))  # (re, im) views of ``field``
     if math.isfinite(qn):
         sigma = 0.5 * math.sqrt(1.0 + (spec.level * spec.read_noise_e) ** 2 / max(spec.reference_e_per_px, 1e-9))
         sigma = sigma / math.sqrt(qn)
@@ -158,18 +159,20 @@ def measure_field(field, spec: MeasurementSpec, key: PassKey, tap: int, backend,
         noise *= sigma if scale is None else (sigma * scale.real)[..., None]
         pairs += noise
     if spec.adc_bits > 0:
-        peak = xp.abs(pairs).reshape(out.shape[0], -1).max(axis=1).reshape(-1, 1, 1, 1)
+        peak = xp.abs(pairs).reshape(field.shape[0], -1).max(axis=1).reshape(-1, 1, 1, 1)
         _quantise_(pairs, xp.maximum(peak, 1e-30) * (spec.level / (2 ** (spec.adc_bits - 1))))
-    if spec.reference_phase_rad > 0:
-        out *= xp.exp(1j * reference_phases(spec, key, backend)).astype(out.dtype).reshape(-1, 1, 1)
-    return out
+    if rotation is not None:
+        field *= rotation
 
 
-def reference_phases(spec: MeasurementSpec, key: PassKey, backend):
-    """Residual holographic reference phase per sample for this pass, radians (B,)."""
+def reference_rotation(spec: MeasurementSpec, key: PassKey, backend):
+    """``exp(i theta)`` (B, 1, 1): the residual holographic reference phase of this pass,
+    ``theta ~ Normal(0, (level * reference_phase_rad)^2)`` per sample; None when there is none."""
+    if spec.noiseless or spec.reference_phase_rad == 0:
+        return None
     rad = spec.level * spec.reference_phase_rad
     th = np.array([key.stream(s, 2000).standard_normal() * rad for s in key.samples])
-    return backend.asarray(th, backend.real_dtype)
+    return backend.asarray(np.exp(1j * th).reshape(-1, 1, 1), backend.complex_dtype)
 
 
 def check_spec_names(spec_cls, values: dict) -> None:

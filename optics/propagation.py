@@ -36,7 +36,7 @@ class SamplingWarning(UserWarning):
     """Padding is marginal for the light's lateral spread: expect a few % wrap-around."""
 
 
-def spread_px(n: int, pitch: float, wavelength: float, distance: float) -> float:
+def spread_px(pitch: float, wavelength: float, distance: float) -> float:
     """Lateral spread per side in pixels, ``s = z tan(asin(lambda / (2 dx))) / dx``."""
     sin_max = min(wavelength / (2.0 * pitch), 1.0 - 1e-9)
     return abs(distance) * math.tan(math.asin(sin_max)) / pitch
@@ -50,7 +50,7 @@ def choose_padded_size(n: int, pitch: float, wavelength: float, distance: float,
     (pixels per side) below ``s/2`` warns (:class:`SamplingWarning`); below ``s/4`` the
     output wraps around and is refused unless ``force=True``.
     """
-    s = spread_px(n, pitch, wavelength, distance)
+    s = spread_px(pitch, wavelength, distance)
     if pad is None:
         return int(scipy.fft.next_fast_len(int(math.ceil(n + s)), real=False))
     if pad < 0:

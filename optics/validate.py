@@ -48,11 +48,3 @@ def check_finite(name: str, array) -> None:
     if not bool(np.isfinite(array).all()):
         raise ValueError(f"{name} contains NaN or inf; clean the input before passing it")
 
-
-def check_shape(name: str, array, expected: tuple) -> None:
-    """``ValueError`` unless ``array.shape == expected`` (None entries match anything)."""
-    shape = tuple(array.shape)
-    if len(shape) != len(expected) or any(e is not None and s != e for s, e in zip(shape, expected)):
-        want = tuple("*" if e is None else e for e in expected)
-        raise ValueError(f"{name} has shape {shape}, expected {want}")
-

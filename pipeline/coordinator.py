@@ -17,7 +17,6 @@ because the FFM gradient is a per-sample sum).
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -123,11 +122,3 @@ def round_metrics(results: dict[int, dict], grads: dict, round_s: float, broadca
         out["grad_fidelity_cosine"] = float(np.mean(fids))
     return out
 
-
-class Timer:
-    def __enter__(self):
-        self.t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.seconds = time.perf_counter() - self.t0

@@ -87,9 +87,6 @@ class Width(DataParallel):
         return {"combined": {f"chip{k}": {**w, "classes": list(self.plan.chips[k].classes)}
                              for k, w in zip(alive, super().locate(alive).values())}}
 
-    def reveal(self, alive: list[int]) -> dict[str, dict]:
-        return super().reveal(alive)
-
     def detector_regions(self, alive: list[int]):
         return None
 
