@@ -17,12 +17,21 @@ from .geometry import Geometry, detector_corners
 
 @dataclass(eq=False)
 class Detectors:
-    """Mask matrix ``masks`` (n*n, C) on the backend, real dtype, plus the region corners."""
+    """Mask matrix ``masks`` (n*n, C) on the backend, real dtype, plus the region corners.
+
+    ``plane`` is the shape of one detected frame: (n, n) for a camera; other chips (an
+    MZI mesh's (N,) output modes) build ``Detectors`` with their own plane and masks.
+    """
 
     n: int
     size: int
     corners: list
     masks: object
+    plane: tuple = ()
+
+    def __post_init__(self) -> None:
+        if not self.plane:
+            self.plane = (self.n, self.n)
 
     def region_image(self) -> np.ndarray:
         """(n, n) int image: class index inside each region, -1 elsewhere (for plots)."""
@@ -43,12 +52,12 @@ def make_detectors(geometry: Geometry, backend: Backend) -> Detectors:
 
 
 def detector_scores(intensity, det: Detectors):
-    """Class scores (B, C) = region sums of intensity (B, n, n)."""
+    """Class scores (B, C) = region sums of intensity (B, *plane)."""
     b = intensity.shape[0]
     return intensity.reshape(b, -1) @ det.masks
 
 
 def scores_transpose(d_scores, det: Detectors):
-    """``dL/dI`` (B, n, n) from ``dL/ds`` (B, C): the transpose of :func:`detector_scores`."""
+    """``dL/dI`` (B, *plane) from ``dL/ds`` (B, C): the transpose of :func:`detector_scores`."""
     b = d_scores.shape[0]
-    return (d_scores @ det.masks.T).reshape(b, det.n, det.n)
+    return (d_scores @ det.masks.T).reshape((b,) + tuple(det.plane))

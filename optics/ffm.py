@@ -57,7 +57,7 @@ def error_field(d_intensity, output_field):
 
 
 def phase_gradient(data_fields, error_fields):
-    """``dL/dphi_l = -2 Im(sum_b u_l eps_l)`` for taps (L, B, n, n); returns (L, n, n) real."""
+    """``dL/dphi_l = -2 Im(sum_b u_l eps_l)`` for taps (L, B, *plane); returns (L, *plane) real."""
     return -2.0 * _batch_product(data_fields, error_fields).imag
 
 
@@ -68,7 +68,7 @@ def amplitude_gradient(data_fields, error_fields, amplitudes):
 
 def _batch_product(u, eps):
     xp = array_namespace(u)
-    return xp.einsum("lbyx,lbyx->lyx", u, eps)
+    return xp.einsum("lb...,lb...->l...", u, eps)
 
 
 @dataclass
