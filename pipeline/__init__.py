@@ -1,6 +1,7 @@
 """ffm-optics orchestration: chips as Ray actors, forward-only rounds, MLflow tracking, Hydra CLI.
 
-``pipeline.train(cfg)`` runs the main job from a config mapping (what ``ffm-train`` composes).
+``pipeline.train(cfg)`` runs the main job from a config mapping (what ``ffm-train`` composes);
+``pipeline.run_sweep(cfg)`` runs a sweep of such jobs (``experiment=imperfection_sweep``).
 """
 
 
@@ -11,4 +12,12 @@ def train(cfg):
     return _train(cfg)
 
 
-__all__ = ["train"]
+def run_sweep(cfg):
+    """Run or resume a sweep of jobs (see :func:`pipeline.sweep.run_sweep`)."""
+    from .config import load_config
+    from .sweep import run_sweep as _run_sweep
+
+    return _run_sweep(load_config(cfg))
+
+
+__all__ = ["run_sweep", "train"]

@@ -26,6 +26,18 @@ from .rounds import FailurePolicy
 from .tracking import MlflowTracker, NullTracker
 
 GEOMETRIES = {"reference": Geometry.reference, "small": Geometry.small}
+# chip.only=<group>: keep this group of imperfection knobs at its level-1 value, zero the rest
+IMPERFECTION_GROUPS = {
+    "distance": ("distance_error_m",),
+    "phase_screen": ("phase_screen_rad",),
+    "slm": ("slm_gamma_spread", "slm_bits"),            # gamma curve and 8-bit quantisation
+    "crosstalk": ("crosstalk_sigma_px",),
+    "illumination": ("illumination_falloff", "illumination_ripple"),
+    "registration": ("registration_shift_px", "registration_tilt_rad"),
+    "detector": (),                                      # camera noise only (MeasurementSpec)
+}
+_KNOBS = tuple(k for group in IMPERFECTION_GROUPS.values() for k in group)
+_QUIET_CAMERA = {"photons_per_sample": float("inf"), "read_noise_e": 0.0, "adc_bits": 0, "reference_phase_rad": 0.0}
 
 
 @dataclass(frozen=True)
@@ -59,8 +71,10 @@ def make_plan(cfg: RunConfig, n_classes: int) -> Plan:
     geometry = _checked("chip", lambda: GEOMETRIES[c.geometry](n_classes=n_classes, **overrides))
     _checked("chip.hardware", lambda: check_spec_names(HardwareSpec, c.hardware))
     _checked("chip.measurement", lambda: check_spec_names(MeasurementSpec, c.measurement))
-    hardware = _checked("chip.hardware", lambda: HardwareSpec(**({"level": c.level} | c.hardware)))
-    measurement = _checked("chip.measurement", lambda: MeasurementSpec(**({"level": c.level} | c.measurement)))
+    hw_base, cam_base = _only(c.only)
+    hardware = _checked("chip.hardware", lambda: HardwareSpec(**({"level": c.level} | hw_base | c.hardware)))
+    measurement = _checked("chip.measurement",
+                           lambda: MeasurementSpec(**({"level": c.level} | cam_base | c.measurement)))
     t = cfg.trainer
     chips = tuple(ChipSpec(i, int(cfg.topology.chip_seeds[i]), geometry, hardware, measurement, c.backend,
                            c.precision, c.fft_threads or max(1, int(c.num_cpus)), c.fft_planner)
@@ -73,6 +87,16 @@ def make_plan(cfg: RunConfig, n_classes: int) -> Plan:
                 FaultPlan(cfg.debug.crash_chip, cfg.debug.crash_round),
                 "chip" if t.kind == "ffm" else "twin", "twin" if t.kind == "ideal" else "chip",
                 cfg.topology.shared_phases, _groups(cfg, geometry))
+
+
+def _only(group: str | None) -> tuple[dict, dict]:
+    """Knob overrides for ``chip.only``: every other imperfection group off."""
+    if group is None:
+        return {}, {}
+    if group not in IMPERFECTION_GROUPS:
+        raise ConfigError(f"chip.only must be one of {', '.join(IMPERFECTION_GROUPS)} (or null), got {group!r}")
+    hardware = {k: 0 for k in _KNOBS if k not in IMPERFECTION_GROUPS[group]}
+    return hardware, ({} if group == "detector" else dict(_QUIET_CAMERA))
 
 
 def _subtasks(chips: tuple, g: Geometry, n_classes: int) -> tuple:
@@ -168,6 +192,7 @@ def run_tags(cfg: RunConfig) -> dict[str, str]:
                                 cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         commit = "unknown"
-    return {"git_commit": commit, "backend": cfg.chip.backend, "chips": str(cfg.topology.n_chips),
+    nest = {"mlflow.parentRunId": cfg.tracking.parent_run_id} if cfg.tracking.parent_run_id else {}
+    return {**cfg.tracking.tags, **nest, "git_commit": commit, "backend": cfg.chip.backend, "chips": str(cfg.topology.n_chips),
             "trainer": cfg.trainer.kind, "numpy": np.__version__, "ray": version("ray"),
             "mlflow": version("mlflow"), "ffm-optics": version("ffm-optics")}

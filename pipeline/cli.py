@@ -22,12 +22,17 @@ def _app(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     from .checkpoint import CheckpointError
+    from .config import load_config
     from .driver import train
+    from .sweep import run_sweep
 
     if cfg.get("output_dir") is None:
         OmegaConf.set_struct(cfg, False)
         cfg.output_dir = HydraConfig.get().runtime.output_dir
     try:
+        if cfg.sweep.name:
+            result = run_sweep(load_config(cfg))
+            sys.exit(1 if result["failed"] else 0)
         train(cfg)
     except (ConfigError, CheckpointError) as exc:
         print(f"ffm-train: error: {exc}", file=sys.stderr)

@@ -39,6 +39,7 @@ class ChipConfig:
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     resources: dict = field(default_factory=dict)  # custom Ray resources, e.g. {optical_chip: 1}
+    only: str | None = None                       # keep one imperfection group (build.IMPERFECTION_GROUPS), zero the rest
 
 
 @dataclass
@@ -64,6 +65,7 @@ class TrainerConfig:
     train_amplitude: bool = False
     fidelity_every: int = 10                       # rounds between gradient-fidelity checks (0: never)
     max_rounds: int | None = None                  # stop early (debug and smoke runs)
+    masks_from: str | None = None                  # insilico: deploy these trained phases (phases.npz), no training
 
 
 @dataclass
@@ -82,6 +84,8 @@ class TrackingConfig:
     experiment: str = "ffm-optics"
     run_name: str | None = None
     log_images: bool = True
+    parent_run_id: str | None = None               # sweeps: the parent run this job's run nests under
+    tags: dict = field(default_factory=dict)       # extra run tags (sweeps: the job key)
 
 
 @dataclass
@@ -104,6 +108,20 @@ class DebugConfig:
 
 
 @dataclass
+class SweepConfig:
+    """A sweep of independent jobs (pipeline.sweep): one MLflow parent run, one child per job."""
+
+    name: str | None = None                        # None: not a sweep, one training run
+    seeds: list = field(default_factory=list)      # each seed: shuffling seed and chip instance
+    trainers: list = field(default_factory=list)   # ideal | insilico | ffm (insilico reuses ideal's masks)
+    axes: dict = field(default_factory=dict)       # dotted config key -> list of values (a grid)
+    max_parallel: int | None = None                # jobs at once (None: cluster CPUs / CPUs per job)
+    resume: str = "auto"                           # auto (same sweep, unfinished parent) | never | <parent run id>
+    root: str = "outputs/sweeps"                   # job folders: <root>/<parent run id>/<job>
+    stop_after: int | None = None                  # debug: stop after this many jobs (an interrupted sweep)
+
+
+@dataclass
 class RunConfig:
     chip: ChipConfig = field(default_factory=ChipConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -112,6 +130,7 @@ class RunConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     seed: int = 0
     checkpoint_every: int = 20
     resume: str | None = None                      # checkpoint .npz or MLflow run id
@@ -131,7 +150,7 @@ CHOICES = {
 POSITIVE = {"trainer.epochs", "trainer.batch_size", "trainer.eval_batch_size", "trainer.lr",
             "trainer.temperature", "topology.n_chips", "topology.microbatches", "cluster.round_timeout_s", "checkpoint_every",
             "chip.n", "chip.n_layers", "chip.distance", "trainer.max_rounds", "chip.fft_threads"}
-NONNEGATIVE = {"chip.level", "chip.num_cpus", "chip.num_gpus", "trainer.momentum", "trainer.fidelity_every",
+NONNEGATIVE = {"sweep.max_parallel", "sweep.stop_after", "chip.level", "chip.num_cpus", "chip.num_gpus", "trainer.momentum", "trainer.fidelity_every",
                "cluster.max_restarts", "cluster.round_retries", "chip.pad"}
 
 
@@ -218,6 +237,22 @@ def _check_relations(cfg: RunConfig) -> None:
         raise ConfigError("task.data_dir must name a folder of IDX files for task=idx")
     if cfg.cluster.kind == "address" and not cfg.cluster.address:
         raise ConfigError("cluster.address must be set for cluster=address (e.g. cluster.address=ray://head:10001)")
+    if cfg.trainer.masks_from and cfg.trainer.kind != "insilico":
+        raise ConfigError("trainer.masks_from deploys trained masks: use it with trainer=insilico")
+    _check_sweep(cfg.sweep)
     d = cfg.debug
     if (d.crash_chip is None) != (d.crash_round is None):
         raise ConfigError("debug.crash_chip and debug.crash_round must be set together")
+
+
+def _check_sweep(sw: SweepConfig) -> None:
+    if sw.name is None:
+        return
+    if not sw.seeds or not sw.trainers:
+        raise ConfigError(f"sweep {sw.name}: sweep.seeds and sweep.trainers must be non-empty lists")
+    bad = sorted(set(sw.trainers) - set(CHOICES["trainer.kind"]))
+    if bad:
+        raise ConfigError(f"sweep.trainers has unknown trainer {bad[0]!r}; use {', '.join(CHOICES['trainer.kind'])}")
+    for key, values in sw.axes.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"sweep.axes.{key} must be a non-empty list of values, got {values!r}")

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from . import checkpoint, figures
 from .build import fingerprint, flat_params, load_split, make_plan, make_tracker, run_tags, start_ray
-from .config import RunConfig, load_config
+from .config import ConfigError, RunConfig, load_config
 from .coordinator import TrainState, batch_indices, end_epoch, init_state, step
 from .topologies import make_topology
 
@@ -56,6 +56,8 @@ def train(raw_cfg) -> dict:
     total = n_batches * cfg.trainer.epochs
     if cfg.trainer.max_rounds:
         total = min(total, cfg.trainer.max_rounds)
+    if cfg.trainer.masks_from:  # deploy trained masks: evaluation only
+        total = 0
     sess = Session(cfg, plan, topo, tracker, len(split.train), n_batches, total,
                    os.path.join(out_dir, "checkpoints", "latest.npz"), {}, split_ref)
     t0 = time.perf_counter()
@@ -77,7 +79,11 @@ def train(raw_cfg) -> dict:
 def _initial_state(cfg: RunConfig, plan, tracker) -> tuple[TrainState, str | None]:
     chips = [spec.index for spec in plan.chips]
     if not cfg.resume:
-        return init_state(plan.groups, plan.optimizer, cfg.trainer.train_amplitude, chips), None
+        state = init_state(plan.groups, plan.optimizer, cfg.trainer.train_amplitude, chips)
+        if cfg.trainer.masks_from:
+            params = load_masks(cfg.trainer.masks_from, plan.groups)
+            state = dataclasses.replace(state, params=params, best_params=params)
+        return state, None
     path = cfg.resume
     if not os.path.exists(path):  # an MLflow run id: fetch its last checkpoint
         tmp = tempfile.mkdtemp(prefix="ffm-resume-")
@@ -88,6 +94,23 @@ def _initial_state(cfg: RunConfig, plan, tracker) -> tuple[TrainState, str | Non
         raise checkpoint.CheckpointError(f"resume={cfg.resume} was written by a different configuration; "
                                          "resume with the same overrides as the original run")
     return state, meta["run_id"]
+
+
+def load_masks(path: str, groups: dict[str, tuple]) -> dict:
+    """Trained parameters from a run's ``phases.npz`` (keys ``<group>/<name>``), checked against ``groups``."""
+    if not os.path.exists(path):
+        raise ConfigError(f"trainer.masks_from={path} does not exist; point it at a finished run's phases.npz")
+    params: dict = {}
+    with np.load(path) as f:
+        for key in f.files:
+            group, name = key.split("/", 1)
+            params.setdefault(group, {})[name] = f[key].astype(np.float64)
+    for group, shape in groups.items():
+        got = params.get(group, {}).get("phase")
+        if got is None or got.shape != tuple(shape):
+            raise ConfigError(f"trainer.masks_from={path} has no {group}/phase of shape {tuple(shape)}; "
+                              "deploy masks trained with the same chip geometry and topology")
+    return {g: params[g] for g in groups}
 
 
 def _loop(sess: Session, state: TrainState) -> TrainState:
