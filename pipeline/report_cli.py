@@ -1,5 +1,9 @@
 """``ffm-report``: tables and plots from the runs in MLflow.
 
+``ffm-report sweep <parent run id>``: the table (CSV, markdown) and plot of a sweep
+(``ffm-train experiment=imperfection_sweep`` and the other sweep experiments), read from
+its child runs and logged to its parent run.
+
 ``ffm-report scaling``: throughput, efficiency against one chip, coordinator overhead, the
 per-round time breakdown and accuracy for every (topology, chip count) job of
 ``ffm-train experiment=scaling``; writes ``scaling.csv``, ``scaling.md`` and
@@ -80,11 +84,15 @@ def _plot(rows: list[dict], path: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="ffm-report", description=__doc__.splitlines()[0])
-    p.add_argument("study", choices=["scaling"])
-    p.add_argument("--experiment", default="ffm-scaling", help="MLflow experiment holding the sweep's runs")
+    p.add_argument("study", choices=["scaling", "sweep"])
+    p.add_argument("run_id", nargs="?", help="sweep: the sweep's parent run id")
+    p.add_argument("--experiment", default="ffm-scaling", help="scaling: MLflow experiment holding the runs")
     p.add_argument("--uri", default=default_uri(), help="tracking URI (default: $MLFLOW_TRACKING_URI or the local store)")
-    p.add_argument("--out", default="reports/scaling")
+    p.add_argument("--out", default=None, help="output folder (default: reports/<study>[/<run id>])")
     args = p.parse_args(argv)
+    if args.study == "sweep":
+        return _sweep(args)
+    args.out = args.out or "reports/scaling"
     try:
         runs = [r for r in read_runs(args.uri, args.experiment, KEYS) if "topology.kind" in r["params"]]
     except ValueError as exc:
@@ -95,6 +103,23 @@ def main(argv: list[str] | None = None) -> int:
     run_id = log_report(args.uri, args.experiment, "scaling-report", files)
     print(open(files[1]).read())
     print(f"wrote {', '.join(files)}; logged to MLflow run {run_id}")
+    return 0
+
+
+def _sweep(args) -> int:
+    from .sweep_report import report_sweep  # noqa: PLC0415
+
+    if not args.run_id:
+        print("ffm-report: error: ffm-report sweep needs the sweep's parent run id "
+              "(printed by ffm-train, shown in the MLflow UI)", file=sys.stderr)
+        return 2
+    try:
+        files = report_sweep(args.uri, args.run_id, args.out or os.path.join("reports", "sweep", args.run_id))
+    except ValueError as exc:
+        print(f"ffm-report: error: {exc}", file=sys.stderr)
+        return 2
+    print(open(files[1]).read())
+    print(f"wrote {', '.join(files)}; logged to the parent run {args.run_id}")
     return 0
 
 
