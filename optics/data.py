@@ -7,11 +7,16 @@
 - ``encode_amplitude``: images -> (B, n, n) real input fields: bilinear upsampling to
   ``object_px``, centred on the grid, amplitude = pixel value, scaled to unit power per
   sample (``sum |x|^2 = 1``, the normalisation the measurement model counts photons in).
+- For MZI meshes (:mod:`optics.mzi`): ``load_iris_split`` (scikit-learn's bundled iris,
+  150 samples of 4 features in cm), ``reduce_features`` (z-scores, PCA or block averages
+  to a few real features, fitted on the training part only) and ``encode_modes`` (feature
+  vectors -> (B, N) mode amplitudes with unit power per sample).
 """
 
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -21,7 +26,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Dataset:
-    """Images (N, h, w) float in [0, 1], labels (N,) int64, and global sample ids (N,)."""
+    """Images (N, h, w) float in [0, 1] (or feature vectors (N, d)), labels (N,) int64, and
+    global sample ids (N,)."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -79,6 +85,92 @@ def encode_amplitude(images: np.ndarray, n: int, object_px: int, dtype=np.float3
     o = (n - object_px) // 2
     out[:, o:o + up.shape[1], o:o + up.shape[2]] = up
     power = np.sqrt((out**2).sum(axis=(1, 2), keepdims=True))
+    return (out / np.maximum(power, 1e-30)).astype(dtype)
+
+
+def load_iris_split(seed: int = 0, val_fraction: float = 0.2, test_fraction: float = 0.2) -> Split:
+    """scikit-learn iris: features (150, 4) in cm (sepal and petal length, width), 3 classes,
+    stratified and seeded (default 90 / 30 / 30)."""
+    from sklearn.datasets import load_iris  # noqa: PLC0415
+
+    d = load_iris()
+    return _split(d.data.astype(np.float64), d.target.astype(np.int64), seed, val_fraction, test_fraction)
+
+
+REDUCTIONS = ("standardise", "pca", "block")
+
+
+def reduce_features(split: Split, n_features: int, method: str = "pca") -> Split:
+    """Each sample -> ``n_features`` real values, with statistics from ``split.train`` only.
+
+    ``standardise``: z-scores of the d = ``n_features`` raw features. ``pca``: the top
+    ``n_features`` principal components of the centred training samples, each scaled to
+    unit variance on the training part (whitened). ``block``: (h, w) images averaged over a
+    k x k grid of blocks, ``n_features = k^2`` (non-negative, not centred).
+    """
+    if method not in REDUCTIONS:
+        raise ValueError(f"method must be one of {REDUCTIONS}, got {method!r}")
+    flat = lambda ds: ds.images.reshape(len(ds), -1).astype(np.float64)  # noqa: E731
+    train = flat(split.train)
+    if method == "block":
+        transform = _block_transform(split.train.images.shape[1:], n_features)
+    else:
+        transform = _fitted_transform(train, n_features, method)
+    make = lambda ds: Dataset(transform(flat(ds)), ds.labels, ds.ids)  # noqa: E731
+    return Split(make(split.train), make(split.val), make(split.test), split.n_classes)
+
+
+def _fitted_transform(train: np.ndarray, n_features: int, method: str):
+    d = train.shape[1]
+    if method == "standardise" and n_features != d:
+        raise ValueError(f"n_features={n_features} must equal the {d} raw features for 'standardise'; use 'pca'")
+    if not isinstance(n_features, (int, np.integer)) or not 1 <= n_features <= min(d, train.shape[0]):
+        raise ValueError(f"n_features must be an integer in 1..{min(d, train.shape[0])}, got {n_features!r}")
+    mean = train.mean(axis=0)
+    if method == "standardise":
+        basis = np.eye(d)
+    else:
+        basis = np.linalg.svd(train - mean, full_matrices=False)[2][:n_features].T  # (d, n_features)
+    std = ((train - mean) @ basis).std(axis=0)
+    scale = np.where(std > 0, std, 1.0)
+    return lambda x: ((x - mean) @ basis) / scale
+
+
+def _block_transform(shape: tuple, n_features: int):
+    k = math.isqrt(n_features) if isinstance(n_features, (int, np.integer)) and n_features > 0 else 0
+    if len(shape) != 2 or k * k != n_features or shape[0] % k or shape[1] % k:
+        raise ValueError(f"'block' needs images (h, w) divisible into k x k blocks with n_features = k^2, "
+                         f"got n_features={n_features!r} for samples of shape {shape}")
+    h, w = shape
+    return lambda x: x.reshape(-1, k, h // k, k, w // k).mean(axis=(2, 4)).reshape(-1, n_features)
+
+
+def encode_modes(features: np.ndarray, n_modes: int, bias: float = 1.0, dtype=np.float64) -> np.ndarray:
+    """Feature vectors (B, d) as (B, n_modes) real mode amplitudes, unit power per sample.
+
+    Mode j < d carries feature j; with ``bias`` != 0 mode d carries the constant ``bias``
+    (a reference); the rest are dark; then each row is scaled to ``sum |x|^2 = 1``.
+    Signed values are fine: a coherent source array sets each mode's amplitude and
+    phase, and a negative amplitude is a phase of pi. The reference is needed for centred
+    features: detected intensities ``|m . x|^2`` cannot tell ``x`` from ``-x``, and the
+    reference adds the linear term ``2 bias Re(conj(m_d) m . x)``. (The scaling drops
+    each vector's norm; only its direction reaches the mesh.)
+    """
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"features has shape {x.shape}, expected (batch, n_features)")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("features contains NaN or inf; clean the input before encoding")
+    if not np.isfinite(bias):
+        raise ValueError(f"bias must be a finite number, got {bias!r}")
+    used = x.shape[1] + (bias != 0)
+    if isinstance(n_modes, bool) or not isinstance(n_modes, (int, np.integer)) or used > n_modes:
+        raise ValueError(f"n_modes={n_modes!r} must be an integer >= {used} ({x.shape[1]} features"
+                         f"{' + the bias mode' if bias else ''}); reduce the features first (reduce_features)")
+    out = np.zeros((x.shape[0], int(n_modes)))
+    out[:, :x.shape[1]] = x
+    out[:, x.shape[1]:used] = bias
+    power = np.sqrt((out**2).sum(axis=1, keepdims=True))
     return (out / np.maximum(power, 1e-30)).astype(dtype)
 
 
