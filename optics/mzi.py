@@ -60,7 +60,8 @@ and 0.1 +/- 0.02 dB loss per waveguide segment per layer (a few tenths of a dB p
 Bogaerts et al., Nature 586, 207, 2020). Heaters only add phase, so the driver writes
 ``commanded mod 2 pi`` and crosstalk sees that value. Photodetection reuses
 :mod:`optics.measurement` (shot and read noise, ADC, residual reference phase; keyed by
-chip seed, round, pass, sample and tap) on (B, 1, N) views of the (B, N) mode fields.
+chip seed, round, pass, sample and tap); one sample's in-mesh taps are read as one
+(K, N) frame and its detected output modes as a (1, N) frame.
 """
 
 from __future__ import annotations
