@@ -101,9 +101,41 @@ class Backend:
         """Unnormalised inverse 2-D FFT over the last two axes, in place (no 1/N)."""
         self._transform(buf, forward=False)
 
+    def propagate_(self, buf, kernel) -> None:
+        """``buf <- IFFT(kernel * FFT(buf))`` in place, unnormalised (the 1/N lives in ``kernel``)."""
+        self._transform(buf, forward=True)
+        buf *= kernel
+        self._transform(buf, forward=False)
+
+    def load_(self, buf, field, offset: int, mult=None, store=None) -> None:
+        """CuPy only: one fused kernel writes ``pad(field * mult)`` into the workspace ``buf``
+        (B, n_pad, n_pad), zeroing the border, and ``field * mult`` into ``store`` when given.
+        ``field`` is (B, n, n) C-contiguous or the centre view of ``buf`` itself."""
+        xp = self.xp
+        b, n_pad, n = buf.shape[0], buf.shape[-1], field.shape[-1]
+        centre = buf[:, offset:offset + n, offset:offset + n]
+        in_place = field.data.ptr == centre.data.ptr and field.strides == centre.strides
+        if not in_place and (field.dtype != buf.dtype or not field.flags.c_contiguous):
+            field = xp.ascontiguousarray(field, dtype=buf.dtype)
+        has_mult, has_store = mult is not None, store is not None
+        if has_mult and (mult.dtype != buf.dtype or not mult.flags.c_contiguous):
+            mult = xp.ascontiguousarray(mult, dtype=buf.dtype)
+        dummy = buf[:1, :1, :1]
+        _cupy_kernels()["load"](field if not in_place else dummy, mult if has_mult else dummy,
+                                store if has_store else dummy, n, n_pad, offset, in_place, has_mult,
+                                has_store, buf)
+
     def _transform(self, buf, forward: bool) -> None:
         if self.name == "cupy":
-            _cupy_fft_inplace(buf, forward)
+            plan = self._plans.get((buf.shape, "cufft"))
+            if plan is None:
+                plan = self._plans[(buf.shape, "cufft")] = _cufft_plan(buf)
+            if plan is False:
+                _cupy_fft_inplace(buf, forward)
+            else:
+                from cupy.cuda import cufft  # noqa: PLC0415
+
+                plan.fft(buf, buf, cufft.CUFFT_FORWARD if forward else cufft.CUFFT_INVERSE)
             return
         fftw = _pyfftw()
         if fftw is None or not _is_workspace(self, buf):
@@ -144,6 +176,59 @@ def _cupy_fft_inplace(buf, forward: bool) -> None:
         cfft.fft2(buf, axes=(-2, -1), overwrite_x=True, norm="backward")
     else:
         cfft.ifft2(buf, axes=(-2, -1), overwrite_x=True, norm="forward")
+
+
+def _cufft_plan(buf):
+    """A cached cuFFT plan for in-place 2-D transforms over the last two axes of ``buf``
+    (False where CuPy cannot make one: then ``cupyx.scipy.fft`` plans through its own cache)."""
+    try:
+        from cupyx.scipy.fftpack import get_fft_plan  # noqa: PLC0415
+
+        return get_fft_plan(buf, axes=(-2, -1), value_type="C2C")
+    except Exception:  # an older CuPy or an unsupported layout
+        return False
+
+
+_KERNELS: dict = {}
+
+
+def _cupy_kernels() -> dict:
+    """Fused CuPy kernels (compiled once per process, on first use)."""
+    if not _KERNELS:
+        import cupy as cp  # noqa: PLC0415
+
+        # pad(field * mult) into the workspace, border zeroed, product stored: one pass
+        _KERNELS["load"] = cp.ElementwiseKernel(
+            "raw T src, raw T mult, raw T store, int64 n, int64 npad, int64 o, bool in_place, "
+            "bool has_mult, bool has_store",
+            "T buf",
+            """
+            long long j = i % npad, r = (i / npad) % npad, b = i / (npad * npad);
+            long long ci = r - o, cj = j - o;
+            if (ci >= 0 && ci < n && cj >= 0 && cj < n) {
+                long long k = (b * n + ci) * n + cj;
+                T v = in_place ? buf : src[k];
+                if (has_mult) v = v * mult[ci * n + cj];
+                if (has_store) store[k] = v;
+                buf = v;
+            } else {
+                buf = T(0);
+            }
+            """, "ffm_load")
+        # -2 Im(sum_b u eps) for taps (L, B, P) -> (L, P), coalesced over P, one pass over each
+        _KERNELS["phase_grad"] = cp.ElementwiseKernel(
+            "raw T u, raw T e, int64 nb, int64 npix", "R g",
+            """
+            long long l = i / npix, p = i % npix;
+            R acc = 0;
+            for (long long b = 0; b < nb; ++b) {
+                long long k = (l * nb + b) * npix + p;
+                T x = u[k], y = e[k];
+                acc += x.real() * y.imag() + x.imag() * y.real();
+            }
+            g = -2 * acc;
+            """, "ffm_phase_grad")
+    return _KERNELS
 
 
 _PYFFTW: list = []

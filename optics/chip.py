@@ -13,6 +13,7 @@ the phases the chip realises, for the gradient-fidelity diagnostic.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import replace
 from typing import Protocol, runtime_checkable
 
@@ -47,7 +48,8 @@ class OpticalChip(Protocol):
 class _DiffractiveBase:
     """Shared programming and checks: builds transmissions from commanded parameters."""
 
-    def __init__(self, geometry: Geometry, backend: Backend | None, props: list[Propagator | None]):
+    def __init__(self, geometry: Geometry, backend: Backend | None, props: list[Propagator | None],
+                 input_cache: int = 0):
         self.geometry = geometry
         self.relay_input = props[0] is None
         self.backend = backend or get_backend()
@@ -57,6 +59,21 @@ class _DiffractiveBase:
         self.transmissions = None
         shape = (geometry.n_layers, geometry.n, geometry.n)
         self.program(np.zeros(shape))
+        if int(input_cache) < 0:
+            raise ValueError(f"input_cache must be >= 0 samples, got {input_cache}")
+        self._input_cache = InputPlaneCache(int(input_cache), geometry.n, self.backend) \
+            if input_cache and not self.relay_input else None
+
+    def _data_pass(self, x) -> donn.Taps:
+        """The data pass on prepared (complex, illuminated) inputs, ``P_0 x`` from the cache when it holds it."""
+        cache = self._input_cache
+        if cache is None:
+            return donn.data_pass(x, self.transmissions, self.props)
+        first, keys = cache.lookup(x)
+        if first is None:
+            first = donn.first_hop(x, self.props)
+            cache.store(x, first, keys)
+        return donn.data_pass(x, self.transmissions, self.props, first=first)
 
     def program(self, phases, amplitudes=None) -> None:
         """Write commanded phases (L, n, n) radians and optional amplitudes (L, n, n) in (0, 1]."""
@@ -96,17 +113,20 @@ class DigitalTwin(_DiffractiveBase):
     """The ideal model: exact free-space propagation, perfect SLM, noiseless cameras.
 
     ``relay_input=True``: the input field is imaged onto layer 1 (no ``P_0``), as for a chip
-    fed by the previous chip of a layer pipeline.
+    fed by the previous chip of a layer pipeline. ``input_cache``: hold ``P_0 x`` of up to
+    that many samples (see :class:`InputPlaneCache`; 0, the default, holds none).
     """
 
-    def __init__(self, geometry: Geometry, backend: Backend | None = None, relay_input: bool = False):
+    def __init__(self, geometry: Geometry, backend: Backend | None = None, relay_input: bool = False,
+                 input_cache: int = 0):
         backend = backend or get_backend()
         prop = make_propagator(backend, geometry.n, geometry.pitch, geometry.wavelength,
                                geometry.distance, pad=geometry.pad, force=geometry.force_padding)
-        super().__init__(geometry, backend, [None if relay_input else prop] + [prop] * geometry.n_layers)
+        super().__init__(geometry, backend, [None if relay_input else prop] + [prop] * geometry.n_layers,
+                         input_cache)
 
     def data_pass(self, inputs, key: PassKey | None = None) -> donn.Taps:
-        return donn.data_pass(self._inputs(inputs), self.transmissions, self.props)
+        return self._data_pass(self._inputs(inputs))
 
     def error_pass(self, error, key: PassKey | None = None, to_input: bool = False) -> donn.Taps:
         """Exact reverse-mode pass ``P^T`` (equal to the forward-only pass: free space is symmetric)."""
@@ -124,11 +144,14 @@ class DigitalTwin(_DiffractiveBase):
 
 
 class SimulatedChip(_DiffractiveBase):
-    """A "physical" chip with hidden imperfections drawn from ``seed`` and noisy cameras."""
+    """A "physical" chip with hidden imperfections drawn from ``seed`` and noisy cameras.
+
+    ``input_cache``: hold the light arriving at layer 1 for up to that many samples (the
+    input plane does not depend on the phases; see :class:`InputPlaneCache`)."""
 
     def __init__(self, geometry: Geometry, hardware: HardwareSpec | None = None,
                  measurement: MeasurementSpec | None = None, seed: int = 0,
-                 backend: Backend | None = None, relay_input: bool = False):
+                 backend: Backend | None = None, relay_input: bool = False, input_cache: int = 0):
         backend = backend or get_backend()
         self.seed = int(seed)
         self.hardware = hardware or HardwareSpec()
@@ -144,7 +167,7 @@ class SimulatedChip(_DiffractiveBase):
         self._illumination = backend.asarray(self._hidden.illumination, backend.real_dtype)
         if relay_input:  # fed by a previous chip's output plane: no laser, no P_0
             props[0] = None
-        super().__init__(geometry, backend, props)
+        super().__init__(geometry, backend, props, input_cache)
 
     def realised_phases(self, commanded):
         """What the SLM writes: quantise, gamma, fringing, mask offset, plus the fabrication screen."""
@@ -161,7 +184,7 @@ class SimulatedChip(_DiffractiveBase):
     def data_pass(self, inputs, key: PassKey) -> donn.Taps:
         """Measured taps ``u_1..u_L``, detector field and detector intensity."""
         key = replace(key, seed=self.seed)
-        taps = donn.data_pass(self._illuminated(inputs), self.transmissions, self.props)
+        taps = self._data_pass(self._illuminated(inputs))
         m, be = self.measurement, self.backend
         if not m.noiseless:
             rotation = reference_rotation(m, key, be)  # one residual reference phase per pass
@@ -196,7 +219,7 @@ class SimulatedChip(_DiffractiveBase):
 
     def true_data_pass(self, inputs) -> donn.Taps:
         """Noise-free data pass (simulator-only oracle)."""
-        return donn.data_pass(self._illuminated(inputs), self.transmissions, self.props)
+        return self._data_pass(self._illuminated(inputs))
 
     def true_error_pass(self, error, to_input: bool = False) -> donn.Taps:
         """Exact reverse-mode pass through this chip's actual optics, ``P^T`` (oracle)."""
@@ -212,3 +235,67 @@ class SimulatedChip(_DiffractiveBase):
                 "level": self.hardware.level, "symmetric": all(p.symmetric for p in self.props if p),
                 "relay_input": self.relay_input,
                 **self.geometry.__dict__}
+
+
+class InputPlaneCache:
+    """``P_0 x`` per sample, reused when the same input comes back (every epoch after the first).
+
+    The light reaching layer 1 does not depend on the phases, so a data pass whose inputs are
+    all held skips its first propagation (2 of its ``2 (L + 1)`` FFTs). Samples are found by
+    a fingerprint (two random projections of the field) and then compared exactly with the
+    stored input, so a hit returns exactly what the propagation would compute and a changed
+    input is never served stale. Holds ``capacity`` samples (least recently used evicted):
+    two (capacity, n, n) complex slabs on the chip's backend.
+    """
+
+    def __init__(self, capacity: int, n: int, backend: Backend):
+        self.capacity, self.backend = capacity, backend
+        xp, cdt, rdt = backend.xp, backend.complex_dtype, backend.real_dtype
+        self._x = xp.empty((capacity, n, n), dtype=cdt)
+        self._a = xp.empty((capacity, n, n), dtype=cdt)
+        w = np.random.default_rng(0x1C).standard_normal((2 * n * n, 2))
+        self._w = backend.asarray(w, rdt)
+        self._slots: OrderedDict = OrderedDict()
+        self.hits = self.misses = 0
+
+    def lookup(self, x):
+        """``(P_0 x or None, keys)`` for complex inputs ``x`` (B, n, n); the keys go to :meth:`store`."""
+        b = x.shape[0]
+        if b > self.capacity:
+            return None, None
+        rdt = self.backend.real_dtype
+        x = self.backend.xp.ascontiguousarray(x)
+        fp = self.backend.to_numpy(x.view(rdt).reshape(b, -1) @ self._w)
+        keys = [row.tobytes() for row in fp]
+        slots = [self._slots.get(k) for k in keys]
+        if any(s is None for s in slots):
+            self.misses += 1
+            return None, keys
+        idx = self.backend.asarray(np.asarray(slots, dtype=np.int64))
+        if not bool(self.backend.xp.array_equal(self._x[idx], x)):
+            self.misses += 1
+            return None, keys
+        for k in keys:
+            self._slots.move_to_end(k)
+        self.hits += 1
+        return self._a[idx], keys
+
+    def store(self, x, first, keys) -> None:
+        """Hold ``first = P_0 x`` for each sample of ``x`` under ``keys`` from :meth:`lookup`."""
+        if keys is None:
+            return
+        slots = []
+        for k in keys:
+            slot = self._slots.get(k)
+            if slot is None:
+                if len(self._slots) < self.capacity:
+                    slot = len(self._slots)
+                else:
+                    _, slot = self._slots.popitem(last=False)
+                self._slots[k] = slot
+            else:
+                self._slots.move_to_end(k)
+            slots.append(slot)
+        idx = self.backend.asarray(np.asarray(slots, dtype=np.int64))
+        self._x[idx] = x
+        self._a[idx] = first

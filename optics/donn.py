@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .propagation import Propagator, propagate, propagate_transpose
+from .propagation import Propagator, hop, propagate, propagate_transpose
 
 
 @dataclass(eq=False)
@@ -33,22 +33,58 @@ class Taps:
     intensity: object = None
 
 
-def data_pass(inputs, transmissions, props: Sequence[Propagator]) -> Taps:
+def data_pass(inputs, transmissions, props: Sequence[Propagator], first=None) -> Taps:
     """Propagate ``inputs`` (B, n, n) through L layers; ``transmissions`` is (L, n, n).
 
     ``props`` holds ``P_0 .. P_L`` (L + 1 propagators; ``P_0 = None``: the input is relay-imaged
-    onto layer 1, as when a previous chip's output plane feeds this chip). Returns taps
+    onto layer 1, as when a previous chip's output plane feeds this chip). ``first``, when
+    given, is ``P_0 inputs`` already computed (a chip's input-plane cache). Returns taps
     ``u_1 .. u_L``, the detector field ``y`` and ``|y|^2``.
+
+    Each hop modulates, stores the tap and loads the FFT workspace in one go and hands the
+    workspace's centre to the next hop, so no field is copied between layers.
     """
     n_layers = transmissions.shape[0]
     _check_props(props, n_layers)
     xp = _xp(props)
     fields = xp.empty((n_layers,) + tuple(inputs.shape), dtype=props[-1].backend.complex_dtype)
-    a = _first_hop(inputs, props[0], propagate)
+    if first is not None:
+        a = first
+    elif props[0] is None:
+        a = inputs
+    else:
+        a = hop(inputs, props[0], props[0].kernel)
     for layer in range(n_layers):
-        xp.multiply(a, transmissions[layer], out=fields[layer])
-        a = propagate(fields[layer], props[layer + 1])
-    return Taps(fields, a, (a * a.conj()).real)
+        a = hop(a, props[layer + 1], props[layer + 1].kernel, mult=transmissions[layer], store=fields[layer])
+    y = a.copy()
+    return Taps(fields, y, _intensity(xp, y))
+
+
+def first_hop(inputs, props: Sequence[Propagator]):
+    """``P_0 inputs`` (a new array), or ``inputs`` itself for a relay-imaged input."""
+    return inputs if props[0] is None else propagate(inputs, props[0])
+
+
+def _intensity(xp, y):
+    """``|y|^2`` in the real dtype (one pass, no complex temporary)."""
+    if xp.__name__ == "cupy":
+        return _abs2(xp)(y)
+    re = y.real
+    out = re * re
+    im = y.imag
+    out += im * im
+    return out
+
+
+_ABS2: list = []
+
+
+def _abs2(cp):
+    if not _ABS2:
+        _ABS2.append(cp.ElementwiseKernel("T y", "R out", "out = y.real() * y.real() + y.imag() * y.imag()",
+                                          "ffm_abs2"))
+    k = _ABS2[0]
+    return lambda y: k(y, cp.empty(y.shape, dtype=y.real.dtype))
 
 
 def error_pass(error, transmissions, props: Sequence[Propagator], transpose: bool,
@@ -63,31 +99,34 @@ def error_pass(error, transmissions, props: Sequence[Propagator], transpose: boo
     n_layers = transmissions.shape[0]
     _check_props(props, n_layers)
     xp = _xp(props)
-    hop = propagate_transpose if transpose else propagate
     fields = xp.empty((n_layers,) + tuple(error.shape), dtype=props[-1].backend.complex_dtype)
-    fields[n_layers - 1] = hop(error, props[n_layers])
+
+    def kernel(p):
+        return p.kernel_t if transpose else p.kernel
+
+    p = props[n_layers]
+    fields[n_layers - 1] = hop(error, p, kernel(p))
     for layer in range(n_layers - 1, 0, -1):
-        fields[layer - 1] = hop(fields[layer] * transmissions[layer], props[layer])
-    at_input = _first_hop(fields[0] * transmissions[0], props[0], hop) if to_input else None
+        p = props[layer]
+        fields[layer - 1] = hop(fields[layer], p, kernel(p), mult=transmissions[layer])
+    at_input = None
+    if to_input:
+        at_input = fields[0] * transmissions[0] if props[0] is None else \
+            hop(fields[0], props[0], kernel(props[0]), mult=transmissions[0]).copy()
     return Taps(fields, at_input)
 
 
 def output_field(inputs, transmissions, props: Sequence[Propagator]):
     """Detector field only (inference), without storing the layer taps."""
-    a = _first_hop(inputs, props[0], propagate)
+    a = inputs if props[0] is None else hop(inputs, props[0], props[0].kernel)
     for layer in range(transmissions.shape[0]):
-        a = propagate(a * transmissions[layer], props[layer + 1])
-    return a
+        a = hop(a, props[layer + 1], props[layer + 1].kernel, mult=transmissions[layer])
+    return a.copy()
 
 
 def _check_props(props, n_layers: int) -> None:
     if len(props) != n_layers + 1:
         raise ValueError(f"need {n_layers + 1} propagators for {n_layers} layers, got {len(props)}")
-
-
-def _first_hop(field, prop: Propagator | None, hop):
-    """``P_0`` from the input plane to layer 1, or the identity for a relay-imaged input."""
-    return field if prop is None else hop(field, prop)
 
 
 def _xp(props):

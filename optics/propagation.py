@@ -26,7 +26,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft
 
 from .backend import Backend
 from .validate import check_finite, check_positive
@@ -42,6 +41,31 @@ def spread_px(pitch: float, wavelength: float, distance: float) -> float:
     return abs(distance) * math.tan(math.asin(sin_max)) / pitch
 
 
+def next_fast_len(target: int) -> int:
+    """Smallest 11-smooth integer (factors 2, 3, 5, 7, 11) ``>= target``: the sizes FFTW, pocketfft
+    and cuFFT have fast kernels for (``scipy.fft.next_fast_len(target, real=False)``, without SciPy)."""
+    if target <= 6:
+        return max(int(target), 1)
+    best = 2 ** math.ceil(math.log2(target))
+    p11 = 1
+    while p11 < best:
+        p7 = p11
+        while p7 < best:
+            p5 = p7
+            while p5 < best:
+                p3 = p5
+                while p3 < best:
+                    m = p3
+                    while m < target:  # the power of two that lifts p3 to >= target
+                        m *= 2
+                    best = min(best, m)
+                    p3 *= 3
+                p5 *= 5
+            p7 *= 7
+        p11 *= 11
+    return best
+
+
 def choose_padded_size(n: int, pitch: float, wavelength: float, distance: float,
                        pad: int | None = None, force: bool = False) -> int:
     """FFT grid size for a propagation: automatic, or ``n + 2 pad`` when ``pad`` is given.
@@ -52,7 +76,7 @@ def choose_padded_size(n: int, pitch: float, wavelength: float, distance: float,
     """
     s = spread_px(pitch, wavelength, distance)
     if pad is None:
-        return int(scipy.fft.next_fast_len(int(math.ceil(n + s)), real=False))
+        return next_fast_len(int(math.ceil(n + s)))
     if pad < 0:
         raise ValueError(f"pad must be >= 0 pixels per side, got {pad}; or leave it unset for automatic")
     if pad < s / 4 and not force:
@@ -142,23 +166,53 @@ def propagate_transpose(field, prop: Propagator):
 
 
 def _apply(field, prop: Propagator, kernel):
-    n, n_pad, be = prop.n, prop.n_pad, prop.backend
+    n = prop.n
     if field.shape[-2:] != (n, n):
         raise ValueError(f"field has shape {tuple(field.shape)}, expected (..., {n}, {n}) for this propagator")
     lead = field.shape[:-2]
-    flat = field.reshape((-1, n, n))
-    buf = be.workspace((flat.shape[0], n_pad, n_pad))
+    out = hop(field.reshape((-1, n, n)), prop, kernel)
+    return out.copy().reshape(lead + (n, n))
+
+
+def hop(field, prop: Propagator, kernel, mult=None, store=None):
+    """``crop IFFT(kernel FFT(pad(field * mult)))`` for (B, n, n) fields, without copies.
+
+    Returns a *view* into the backend's workspace for (B, n_pad, n_pad): valid until the
+    next transform of that shape, so copy out what you keep. ``mult`` (n, n) multiplies the
+    field on the way in (a layer's transmission), fused with loading the workspace; with
+    ``store`` (B, n, n) the product ``field * mult`` is also written there (the data-pass
+    tap). ``field`` may be the view a previous ``hop`` returned.
+    """
+    n, n_pad, be = prop.n, prop.n_pad, prop.backend
+    xp = be.xp
+    buf = be.workspace((field.shape[0], n_pad, n_pad))
     o = (n_pad - n) // 2
-    if n_pad > n:  # zero only the border: the centre is overwritten below
+    centre = buf[:, o:o + n, o:o + n] if n_pad > n else buf
+    if be.name == "cupy":
+        be.load_(buf, field, o, mult, store)
+        be.propagate_(buf, kernel)
+        return centre
+    if mult is None:
+        if not _same_view(field, centre):
+            centre[...] = field
+    elif store is not None:
+        xp.multiply(field, mult, out=store)
+        centre[...] = store
+    else:
+        xp.multiply(field, mult, out=centre)
+    if n_pad > n:  # zero only the border (the light spread there by the previous hop)
         buf[:, :o, :] = 0
         buf[:, o + n:, :] = 0
         buf[:, o:o + n, :o] = 0
         buf[:, o:o + n, o + n:] = 0
-    buf[:, o:o + n, o:o + n] = flat
-    be.fft2_(buf)
-    buf *= kernel
-    be.ifft2_(buf)
-    return buf[:, o:o + n, o:o + n].copy().reshape(lead + (n, n))
+    be.propagate_(buf, kernel)
+    return centre
+
+
+def _same_view(a, b) -> bool:
+    """True when ``a`` and ``b`` are the same elements of memory (NumPy arrays)."""
+    return a is b or (a.shape == b.shape and a.strides == b.strides and
+                      a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
 
 
 def check_field(name: str, field, n: int) -> None:

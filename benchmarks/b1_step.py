@@ -1,0 +1,414 @@
+"""B1 (shared/bench-spec.md): one FFM training step, ours against torch autograd and the FFT floor.
+
+One step = data pass + error pass + phase gradients for one batch, complex64. Contenders, all
+in one process at the same padded FFT size, interleaved step by step (the order rotates every
+repetition, so a load burst from another user of the machine hits every contender alike):
+
+- ``ours``: :func:`optics.ffm.forward_only_step` on a noise-free :class:`optics.DigitalTwin`.
+  The twin is the ideal network torch also computes (exact free space, perfect SLM, no
+  camera noise), so the two contenders do the same arithmetic and their gradients must agree
+  (checked on the first batch, recorded as ``grad_rel_err``). A ``SimulatedChip`` adds
+  imperfections and keyed camera noise, which is chip emulation, not the step's cost;
+  ``--noisy`` adds it as a separate row (``ours-noisy``).
+- ``ours-cached``: the same with the chip's input-plane cache (``P_0 x`` reused when a batch
+  comes back, as in every epoch after the first): ``4L`` FFTs instead of ``4L + 2``.
+- ``torch``: torch autograd of the same network (same band-limited transfer function,
+  padding, detectors, loss), ``loss.backward()`` for the phase gradients.
+- FFT floor: ``(4L + 2)`` x the median time of one batched in-place 2-D FFT of
+  (batch, n_pad, n_pad) complex64, for our FFT (pyFFTW / cuFFT) and torch's (MKL / cuFFT);
+  the floor uses the faster of the two. ``floor_frac = floor time / step time``.
+
+Each step gets a fresh batch (digits; a synthetic stand-in where scikit-learn or SciPy is
+missing, as on a bare GPU host); batch preparation is outside the timer. Medians of
+``--reps`` timed steps after ``--warmup``. Peak memory per step: CPU the rise of the
+process's peak RSS over one step (``/proc/self/clear_refs``), GPU the memory pools (CuPy
+pool bytes, ``torch.cuda.max_memory_allocated``).
+
+    PYTHONPATH=. .bench/venv/bin/python benchmarks/b1_step.py --device cpu            # ref, mid
+    PYTHONPATH=. python3 benchmarks/b1_step.py --device gpu                           # ref, mid, big
+
+Writes benchmarks/results/b1-<host>-<device>.json and b1-<device>.md (the table of ratios).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from optics import DigitalTwin, Geometry, Objective, SimulatedChip, forward_only_step, get_backend  # noqa: E402
+from optics.propagation import transfer_function  # noqa: E402
+
+WAVELENGTH = 532e-9
+CASES = {  # bench-spec B1 table
+    "ref": dict(n=200, pitch=36e-6, distance=0.3, n_layers=5, pad=None, batch={"cpu": 64, "gpu": 64}),
+    "mid": dict(n=256, pitch=8e-6, distance=0.05, n_layers=5, pad=0, batch={"cpu": 32, "gpu": 256}),
+    "big": dict(n=512, pitch=8e-6, distance=0.05, n_layers=10, pad=0, batch={"gpu": 256}),
+}
+DEFAULT_CASES = {"cpu": ["ref", "mid"], "gpu": ["ref", "mid", "big"]}
+
+
+def geometry(case: str) -> Geometry:
+    c = CASES[case]
+    return Geometry(n=c["n"], pitch=c["pitch"], wavelength=WAVELENGTH, distance=c["distance"],
+                    n_layers=c["n_layers"], n_classes=10, detector_px=20, object_px=min(96, c["n"]),
+                    pad=c["pad"], force_padding=c["pad"] == 0)
+
+
+# -- data ----------------------------------------------------------------------------------
+def batches(g: Geometry, batch: int, count: int, seed: int = 0):
+    """``count`` batches (x (B, n, n) float32 unit power, labels (B,)): digits, or synthetic blobs."""
+    try:
+        from optics.data import encode_amplitude, load_digits_split
+
+        split = load_digits_split(0)
+        images, labels, source = split.train.images, split.train.labels, "sklearn digits"
+        x_all = encode_amplitude(images[:batch * count] if len(images) >= batch * count else images,
+                                 g.n, g.object_px)
+    except ImportError:  # bare GPU host: no scikit-learn / SciPy
+        rng = np.random.default_rng(seed)
+        imgs = rng.random((batch * count, 8, 8)) * (rng.random((batch * count, 8, 8)) > 0.5)
+        labels = rng.integers(0, 10, batch * count)
+        rep = max(1, g.object_px // 8)
+        up = np.kron(imgs, np.ones((1, rep, rep)))
+        x_all = np.zeros((len(imgs), g.n, g.n), np.float32)
+        o = (g.n - up.shape[1]) // 2
+        x_all[:, o:o + up.shape[1], o:o + up.shape[2]] = up
+        x_all /= np.sqrt((x_all ** 2).sum(axis=(1, 2), keepdims=True)) + 1e-30
+        source = "synthetic 8x8 blobs (no scikit-learn here)"
+    out = []
+    for i in range(count):
+        idx = np.arange(i * batch, (i + 1) * batch) % len(x_all)
+        out.append((np.ascontiguousarray(x_all[idx], dtype=np.float32), np.asarray(labels)[idx].astype(np.int64)))
+    return out, source
+
+
+# -- the torch autograd reference -------------------------------------------------------------
+class TorchNet:
+    """The same diffractive network in torch: pad -> fft2 -> x H -> ifft2 -> crop per hop."""
+
+    def __init__(self, torch, g: Geometry, n_pad: int, phases: np.ndarray, masks: np.ndarray,
+                 temperature: float, device: str):
+        self.torch, self.g, self.n_pad, self.temperature = torch, g, n_pad, temperature
+        h = transfer_function(n_pad, g.pitch, g.wavelength, g.distance)
+        self.H = torch.as_tensor(h.astype(np.complex64), device=device)
+        self.phi = torch.nn.Parameter(torch.as_tensor(phases.astype(np.float32), device=device))
+        self.masks = torch.as_tensor(masks.astype(np.float32), device=device)
+        self.o = (n_pad - g.n) // 2
+
+    def prop(self, u):
+        torch, F = self.torch, self.torch.nn.functional
+        n, o, p = self.g.n, self.o, self.n_pad - self.g.n - self.o
+        if self.n_pad > n:
+            u = F.pad(u, (o, p, o, p))
+        u = torch.fft.ifft2(torch.fft.fft2(u) * self.H)
+        return u[..., o:o + n, o:o + n] if self.n_pad > n else u
+
+    def loss(self, x, y):
+        torch = self.torch
+        a = self.prop(x)
+        t = torch.exp(1j * self.phi)
+        for layer in range(self.g.n_layers):
+            a = self.prop(a * t[layer])
+        intensity = a.real ** 2 + a.imag ** 2
+        scores = intensity.reshape(intensity.shape[0], -1) @ self.masks
+        return torch.nn.functional.cross_entropy(scores / self.temperature, y)
+
+    def step(self, x, y):
+        self.phi.grad = None
+        loss = self.loss(x, y)
+        loss.backward()
+        return loss
+
+
+# -- memory -----------------------------------------------------------------------------------
+def _status_kb(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return -1
+
+
+def cpu_step_peak_mb(fn) -> float | None:
+    """Rise of peak RSS over one call of ``fn`` (MB), or None where the kernel does not allow a reset."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return None
+    base = _status_kb("VmRSS")
+    fn()
+    return (_status_kb("VmHWM") - base) / 1024.0
+
+
+# -- the run ----------------------------------------------------------------------------------
+class Clock:
+    """Seconds of ``fn()``: perf_counter on the CPU; CUDA events (after a device sync) on the GPU."""
+
+    def __init__(self, device: str, cp=None, torch=None):
+        self.device, self.cp, self.torch = device, cp, torch
+
+    def sync(self):
+        if self.device == "gpu":
+            if self.torch is not None:
+                self.torch.cuda.synchronize()
+            self.cp.cuda.Device().synchronize()
+
+    def __call__(self, fn) -> float:
+        if self.device == "cpu":
+            t0 = time.perf_counter()
+            fn()
+            return time.perf_counter() - t0
+        self.sync()
+        start, end = self.cp.cuda.Event(), self.cp.cuda.Event()
+        start.record()
+        fn()
+        self.sync()
+        end.record()
+        end.synchronize()
+        return self.cp.cuda.get_elapsed_time(start, end) / 1e3
+
+
+def run_case(case: str, args, torch, cp) -> dict:
+    g = geometry(case)
+    batch = args.batch or CASES[case]["batch"][args.device]
+    backend = get_backend("cupy" if args.device == "gpu" else "numpy", "complex64",
+                          fft_threads=args.threads, fft_planner=args.planner)
+    twin = DigitalTwin(g, backend)
+    n_pad = twin.props[-1].n_pad
+    phases = np.random.default_rng(1).uniform(0, 2 * np.pi, (g.n_layers, g.n, g.n))
+    twin.program(phases)
+    cached = DigitalTwin(g, get_backend(backend.name, "complex64", fft_threads=args.threads,
+                                        fft_planner=args.planner), input_cache=args.cache_batches * batch)
+    cached.program(phases)
+    n_batches = args.warmup + args.reps
+    data, source = batches(g, batch, min(n_batches, args.cache_batches))
+    dev_data = [(backend.asarray(x), y) for x, y in data]
+    objective = Objective()
+    contenders = {}
+    rnd = [0]
+
+    def ours(chip):
+        def step(i):
+            x, y = dev_data[i % len(dev_data)]
+            rnd[0] += 1
+            return forward_only_step(chip, x, y, objective, rnd[0], range(batch))
+        return step
+
+    if "ours" in args.contenders:
+        contenders["ours"] = ours(twin)
+    if "ours-cached" in args.contenders:
+        contenders["ours-cached"] = ours(cached)
+    if args.noisy:
+        chip = SimulatedChip(g, seed=1, backend=get_backend(backend.name, "complex64", fft_threads=args.threads,
+                                                             fft_planner=args.planner))
+        chip.program(phases)
+        contenders["ours-noisy"] = ours(chip)
+
+    record = {"case": case, "n": g.n, "n_pad": n_pad, "pad_per_side": (n_pad - g.n) // 2, "batch": batch,
+              "layers": g.n_layers, "pitch_m": g.pitch, "distance_m": g.distance, "data": source,
+              "ffts_per_step": 4 * g.n_layers + 2, "ffts_per_step_cached": 4 * g.n_layers}
+    tnet = None
+    if torch is not None and "torch" in args.contenders:
+        tdev = "cuda" if args.device == "gpu" else "cpu"
+        masks = backend.to_numpy(twin.detectors.masks)
+        tnet = TorchNet(torch, g, n_pad, phases, masks, objective.temperature, tdev)
+        t_data = [(torch.as_tensor(x, device=tdev).to(torch.complex64), torch.as_tensor(y, device=tdev))
+                  for x, y in data]
+        contenders["torch"] = lambda i: tnet.step(*t_data[i % len(t_data)])
+        # the two compute the same gradient (first batch)
+        g_ours = forward_only_step(twin, dev_data[0][0], data[0][1], objective, 0, range(batch)).grad_phase
+        tnet.step(*t_data[0])
+        g_t = tnet.phi.grad.detach().cpu().numpy().astype(np.float64)
+        record["grad_rel_err_ours_vs_torch"] = float(np.linalg.norm(g_ours - g_t) / np.linalg.norm(g_t))
+
+    # FFT probes: one batched in-place 2-D FFT of the padded size
+    shape = (batch, n_pad, n_pad)
+    buf = backend.workspace(shape)
+    buf[...] = 1
+    contenders["fft-ours"] = lambda i: backend.fft2_(buf)
+    if torch is not None:
+        tbuf = torch.ones(shape, dtype=torch.complex64, device="cuda" if args.device == "gpu" else "cpu")
+        contenders["fft-torch"] = lambda i: torch.fft.fft2(tbuf)
+
+    clock = Clock(args.device, cp, torch)
+    names = list(contenders)
+    times = {k: [] for k in names}
+    load = []
+    for rep in range(args.warmup + args.reps):
+        k = rep % len(names)
+        for name in names[k:] + names[:k]:
+            dt = clock(lambda: contenders[name](rep))
+            if rep >= args.warmup:
+                times[name].append(dt)
+        if rep >= args.warmup:
+            load.append(os.getloadavg()[0])
+        if args.verbose:
+            print(f"  {case} rep {rep}: " + ", ".join(f"{n} {times[n][-1] * 1e3:.1f} ms" for n in names
+                                                      if rep >= args.warmup), flush=True)
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    res = {k: {"median_s": med[k], "min_s": min(v), "max_s": max(v), "times_s": v} for k, v in times.items()}
+    for k in res:
+        if not k.startswith("fft-"):
+            res[k]["samples_per_s"] = batch / med[k]
+    fft_best = min(med[k] for k in med if k.startswith("fft-"))
+    record["fft_floor_s"] = fft_best * record["ffts_per_step"]
+    record["fft_floor_s_cached"] = fft_best * record["ffts_per_step_cached"]
+    record["fft_fields_per_s"] = {k: batch / med[k] for k in med if k.startswith("fft-")}
+    for k in res:
+        if not k.startswith("fft-"):
+            res[k]["floor_frac"] = record["fft_floor_s"] / med[k]
+    if "torch" in med:
+        for k in res:
+            if k.startswith("ours"):
+                res[k]["vs_torch"] = med["torch"] / med[k]
+    record["loadavg_1min"] = {"min": min(load), "median": statistics.median(load), "max": max(load)}
+
+    # peak memory of one step per contender (untimed)
+    mem = {}
+    for name in [k for k in names if not k.startswith("fft-")]:
+        if args.device == "cpu":
+            mem[name] = cpu_step_peak_mb(lambda: contenders[name](0))
+        elif name == "torch":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()
+            contenders[name](0)
+            torch.cuda.synchronize()
+            mem[name] = (torch.cuda.max_memory_allocated() - before) / 2**20
+        else:
+            pool = cp.get_default_memory_pool()
+            cp.cuda.Device().synchronize()
+            pool.free_all_blocks()
+            before = pool.total_bytes()
+            contenders[name](0)
+            cp.cuda.Device().synchronize()
+            mem[name] = (pool.total_bytes() - before) / 2**20
+    for k, v in mem.items():
+        res[k]["peak_step_mb"] = v
+    record["taps_mb"] = 2 * g.n_layers * batch * g.n * g.n * 8 / 2**20
+    record["contenders"] = res
+    return record
+
+
+def machine(device: str, torch, cp) -> dict:
+    info = {"host": platform.node(), "machine": platform.machine(), "cores": os.cpu_count(),
+            "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            "python": platform.python_version(), "numpy": np.__version__,
+            "date": time.strftime("%Y-%m-%d %H:%M"), "cpu": platform.processor()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        import pyfftw
+
+        info["pyfftw"] = pyfftw.__version__
+    except ImportError:
+        info["pyfftw"] = None
+    if torch is not None:
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    if cp is not None:
+        props = cp.cuda.runtime.getDeviceProperties(0)
+        info |= {"gpu": props["name"].decode(), "cupy": cp.__version__,
+                 "cuda_runtime": cp.cuda.runtime.runtimeGetVersion()}
+    return info
+
+
+def table(result: dict) -> str:
+    dev = result["device"]
+    where = result["machine"].get("gpu") or f"{result['machine']['cpu']}, {result['threads']} threads"
+    lines = [f"B1, one FFM step (data pass + error pass + phase gradients), complex64, {dev.upper()}: {where}; "
+             f"{result['machine']['date']}; FFT planner {result['planner']}", "",
+             "| case | FFT size | batch | ours samples/s | torch autograd samples/s | ours / torch | "
+             "ours, cached input plane | FFT floor samples/s | ours / floor | torch / floor | "
+             "peak MB (ours / torch) | load avg |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["cases"]:
+        c = r["contenders"]
+        o, t, oc = c.get("ours"), c.get("torch"), c.get("ours-cached")
+        floor_sps = r["batch"] / r["fft_floor_s"]
+        fmt = lambda v, f="{:.1f}": "-" if v is None else f.format(v)  # noqa: E731
+        lines.append("| " + " | ".join([
+            r["case"], f"{r['n_pad']}^2", str(r["batch"]), fmt(o and o["samples_per_s"]),
+            fmt(t and t["samples_per_s"]), fmt(o and t and o["vs_torch"], "{:.2f}x"),
+            fmt(oc and oc["samples_per_s"]), fmt(floor_sps), fmt(o and o["floor_frac"], "{:.2f}"),
+            fmt(t and t["floor_frac"], "{:.2f}"),
+            f"{fmt(o and o.get('peak_step_mb'), '{:.0f}')} / {fmt(t and t.get('peak_step_mb'), '{:.0f}')}",
+            f"{r['loadavg_1min']['median']:.1f}"]) + " |")
+    return "\n".join(lines)
+
+
+def _fixed_mmap_threshold() -> None:
+    """Large blocks straight from mmap and back on free, so the step's peak RSS is its working set
+    (glibc's adaptive threshold would keep freed blocks on the heap); re-executes once."""
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None and sys.platform.startswith("linux"):
+        os.environ["MALLOC_MMAP_THRESHOLD_"] = str(1 << 20)
+        os.execv(sys.executable, [sys.executable] + sys.argv)
+
+
+def main(argv=None) -> dict:
+    if argv is None:
+        _fixed_mmap_threshold()
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
+    p.add_argument("--cases", nargs="+", choices=list(CASES))
+    p.add_argument("--batch", type=int, help="override every case's batch")
+    p.add_argument("--reps", type=int, default=12, help="timed steps per contender")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (FFTW and torch)")
+    p.add_argument("--planner", default="measure", choices=["estimate", "measure"])
+    p.add_argument("--cache-batches", type=int, default=4,
+                   help="distinct batches cycled through (ours-cached holds them all)")
+    p.add_argument("--contenders", nargs="+", default=["ours", "ours-cached", "torch"])
+    p.add_argument("--noisy", action="store_true", help="also a noisy SimulatedChip step (ours-noisy)")
+    p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    p.add_argument("--verbose", action="store_true")
+    args = p.parse_args(argv)
+    args.cases = args.cases or DEFAULT_CASES[args.device]
+    if args.device == "cpu" and "big" in args.cases and not args.batch:
+        p.error("big is a GPU case; give --batch to run it on the CPU")
+    torch = cp = None
+    if not args.no_torch:
+        try:
+            import torch
+        except ImportError:
+            print("torch not importable here: torch rows skipped (bash benchmarks/setup_bench_env.sh)")
+    if torch is not None and args.device == "cpu":
+        torch.set_num_threads(args.threads)
+    if args.device == "gpu":
+        import cupy as cp
+    result = {"benchmark": "B1 one FFM training step", "device": args.device, "threads": args.threads,
+              "planner": args.planner, "machine": machine(args.device, torch, cp), "args": vars(args),
+              "cases": []}
+    for case in args.cases:
+        result["cases"].append(run_case(case, args, torch, cp))
+        print(table(result).splitlines()[-1], flush=True)
+    md = table(result)
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, f"b1-{platform.node()}-{args.device}.json")
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+    with open(os.path.join(args.out, f"b1-{args.device}.md"), "w") as f:
+        f.write(md + "\n")
+    print("\n" + md + f"\n\nwrote {path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
