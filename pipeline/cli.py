@@ -24,12 +24,16 @@ def _app(cfg: DictConfig) -> None:
     from .checkpoint import CheckpointError
     from .config import load_config
     from .driver import train
+    from .studies import run_study
     from .sweep import run_sweep
 
     if cfg.get("output_dir") is None:
         OmegaConf.set_struct(cfg, False)
         cfg.output_dir = HydraConfig.get().runtime.output_dir
     try:
+        if cfg.get("study", {}).get("kind"):
+            run_study(load_config(cfg))
+            return
         if cfg.sweep.name:
             result = run_sweep(load_config(cfg))
             sys.exit(1 if result["failed"] else 0)

@@ -122,6 +122,43 @@ class SweepConfig:
 
 
 @dataclass
+class FocusingConfig:
+    """experiment=focusing: FFM vs model-free focusing through a scattering medium."""
+
+    medium: dict = field(default_factory=dict)      # optics.scattering.MediumSpec knobs
+    targets: list = field(default_factory=lambda: [[32, 32]])  # camera pixels (row, col) to focus on
+    seeds: list = field(default_factory=lambda: [1, 2, 3])     # one hidden medium per seed, one actor each
+    loss: str = "log_intensity"
+    ffm_steps: int = 40
+    lr: float = 0.3
+    sequential_cycles: int = 2
+    phase_steps: int = 4
+    pso_particles: int = 16
+    pso_iterations: int = 150
+
+
+@dataclass
+class ExceptionalPointConfig:
+    """experiment=exceptional_point: drive coupled resonators to an exceptional point."""
+
+    gain: list = field(default_factory=lambda: [-0.25, -2.25])  # net gain per resonator, units of gamma0
+    seeds: list = field(default_factory=lambda: [1, 2, 3])      # one hidden device per seed
+    start: list = field(default_factory=lambda: [1.0, -1.0, 2.0])  # knobs w1..wN, k1..k(N-1)
+    steps: int = 20
+    lr: float = 0.5
+    method: str = "gauss_newton"
+
+
+@dataclass
+class StudyConfig:
+    """Non-classification studies run by :mod:`pipeline.studies` instead of training rounds."""
+
+    kind: str | None = None                          # None | focusing | exceptional_point
+    focusing: FocusingConfig = field(default_factory=FocusingConfig)
+    exceptional_point: ExceptionalPointConfig = field(default_factory=ExceptionalPointConfig)
+
+
+@dataclass
 class RunConfig:
     chip: ChipConfig = field(default_factory=ChipConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -131,6 +168,7 @@ class RunConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
     seed: int = 0
     checkpoint_every: int = 20
     resume: str | None = None                      # checkpoint .npz or MLflow run id
@@ -145,9 +183,11 @@ CHOICES = {
     "task.name": ("digits", "idx"), "trainer.kind": ("ffm", "insilico", "ideal"),
     "trainer.optimizer": ("adam", "sgd"), "trainer.loss": ("cross_entropy",),
     "topology.kind": ("single", "data_parallel", "pipeline", "width"), "tracking.kind": ("mlflow", "none"),
-    "cluster.kind": ("local", "address"), "cluster.on_chip_failure": ("fail", "drop"),
+    "cluster.kind": ("local", "address"), "study.kind": ("focusing", "exceptional_point"), "cluster.on_chip_failure": ("fail", "drop"),
 }
-POSITIVE = {"trainer.epochs", "trainer.batch_size", "trainer.eval_batch_size", "trainer.lr",
+POSITIVE = {"study.focusing.ffm_steps", "study.focusing.lr", "study.focusing.sequential_cycles",
+            "study.focusing.pso_particles", "study.focusing.pso_iterations", "study.exceptional_point.lr",
+            "study.exceptional_point.steps", "trainer.epochs", "trainer.batch_size", "trainer.eval_batch_size", "trainer.lr",
             "trainer.temperature", "topology.n_chips", "topology.microbatches", "cluster.round_timeout_s", "checkpoint_every",
             "chip.n", "chip.n_layers", "chip.distance", "trainer.max_rounds", "chip.fft_threads"}
 NONNEGATIVE = {"sweep.max_parallel", "sweep.stop_after", "chip.level", "chip.num_cpus", "chip.num_gpus", "trainer.momentum", "trainer.fidelity_every",
