@@ -54,6 +54,11 @@ class Geometry:
                 f"{span} px across but n={self.n}; use detector_px <= {self.n // (2 * max(rows) - 1)}")
 
     @property
+    def phase_shape(self) -> tuple[int, int, int]:
+        """Shape of the trainable phases: (n_layers, n, n)."""
+        return (self.n_layers, self.n, self.n)
+
+    @property
     def aperture(self) -> float:
         """Side of the grid in metres."""
         return self.n * self.pitch

@@ -218,6 +218,30 @@ def default_detector_modes(n_modes: int, n_classes: int) -> tuple[int, ...]:
     return tuple(int(m) for m in np.round(np.linspace(0, n_modes - 1, n_classes)))
 
 
+@dataclass(frozen=True)
+class MeshGeometry:
+    """What sizes an MZI-mesh chip: modes, classes read out, arrangement (``double``/``single``)."""
+
+    n_modes: int
+    n_classes: int
+    arrangement: str = "double"
+
+    def __post_init__(self) -> None:
+        check_modes(self.n_modes)
+        check_int("n_classes", self.n_classes, 1, self.n_modes)
+        if self.arrangement not in ARRANGEMENTS:
+            raise ValueError(f"arrangement must be one of {ARRANGEMENTS}, got {self.arrangement!r}")
+
+    @property
+    def n_layers(self) -> int:
+        return MeshLayout(self.n_modes).n_layers
+
+    @property
+    def phase_shape(self) -> tuple[int, int]:
+        """Shape of the commanded phases: (n_layers, n_modes); non-shifter entries are ignored."""
+        return (self.n_layers, self.n_modes)
+
+
 class _MeshBase:
     """Programming, the unrolled arrangement and its passes; subclasses give the errors."""
 
@@ -258,8 +282,11 @@ class _MeshBase:
         self._xtalk = be.asarray(h.crosstalk * self.layout.neighbours(), be.real_dtype)
 
     # -- programming -------------------------------------------------------------------
-    def program(self, phases) -> None:
-        """Write commanded phases (L, N) radians; entries outside ``shifter_mask`` are ignored."""
+    def program(self, phases, amplitudes=None) -> None:
+        """Write commanded phases (L, N) radians; entries outside ``shifter_mask`` are ignored.
+        A mesh has phase shifters only: ``amplitudes`` must be None (the OpticalChip signature)."""
+        if amplitudes is not None:
+            raise ValueError("amplitudes: an MZI mesh has no amplitude modulators; set trainer.train_amplitude=false")
         shape = (self.layout.n_layers, self.n_modes)
         arr = self.backend.asarray(phases, dtype=self.backend.xp.float64)
         if tuple(arr.shape) != shape:

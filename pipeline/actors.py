@@ -18,11 +18,12 @@ import numpy as np
 from optics import ffm
 from optics.backend import get_backend
 from optics.chip import DigitalTwin, SimulatedChip
-from optics.data import Split, encode_amplitude
+from optics.data import Split, encode_amplitude, encode_modes
 from optics.detectors import detector_scores
 from optics.geometry import Geometry
 from optics.imperfections import HardwareSpec
 from optics.measurement import MeasurementSpec, PassKey
+from optics.mzi import MeshErrors, MeshGeometry, MeshTwin, SimulatedMesh
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,8 @@ class ChipSpec:
 
     index: int
     seed: int
-    geometry: Geometry
-    hardware: HardwareSpec
+    geometry: Geometry | MeshGeometry
+    hardware: HardwareSpec | MeshErrors
     measurement: MeasurementSpec
     backend: str = "numpy"
     precision: str = "complex64"
@@ -60,8 +61,7 @@ class ChipWorker:
         def backend():
             return get_backend(spec.backend, spec.precision, spec.fft_threads, spec.fft_planner)
 
-        self.chip = SimulatedChip(spec.geometry, spec.hardware, spec.measurement, spec.seed, backend())
-        self.twin = DigitalTwin(spec.geometry, backend())
+        self.chip, self.twin = make_chips(spec, backend)
         self._programmed: dict[str, int] = {"chip": -1, "twin": -1}
 
     def _target(self, on: str):
@@ -78,8 +78,11 @@ class ChipWorker:
 
     def _inputs(self, subset, idx: np.ndarray):
         g = self.spec.geometry
-        return encode_amplitude(subset.images[idx], g.n, g.object_px), self._labels(subset.labels[idx]), \
-            subset.ids[idx]
+        if isinstance(g, MeshGeometry):   # feature vectors -> mode amplitudes
+            x = encode_modes(subset.images[idx], g.n_modes)
+        else:
+            x = encode_amplitude(subset.images[idx], g.n, g.object_px)
+        return x, self._labels(subset.labels[idx]), subset.ids[idx]
 
     def _labels(self, labels: np.ndarray) -> np.ndarray:
         """Global labels, or this chip's sub-task labels: index within its classes, else 'other'."""
@@ -161,5 +164,16 @@ class ChipWorker:
         """The chip's hidden imperfections as arrays (logged at the end, for analysis only)."""
         return self.chip.reveal().as_arrays()
 
-    def detector_regions(self) -> np.ndarray:
-        return self.chip.detectors.region_image()
+    def detector_regions(self) -> np.ndarray | None:
+        """(n, n) class-region image of a camera; None for a mesh (its detectors are modes)."""
+        return None if isinstance(self.spec.geometry, MeshGeometry) else self.chip.detectors.region_image()
+
+
+def make_chips(spec: ChipSpec, backend) -> tuple:
+    """The simulated chip and its digital twin for ``spec`` (``backend()`` makes a fresh backend)."""
+    g = spec.geometry
+    if isinstance(g, MeshGeometry):
+        return (SimulatedMesh(g.n_modes, g.n_classes, seed=spec.seed, arrangement=g.arrangement,
+                              errors=spec.hardware, measurement=spec.measurement, backend=backend()),
+                MeshTwin(g.n_modes, g.n_classes, g.arrangement, backend()))
+    return (SimulatedChip(g, spec.hardware, spec.measurement, spec.seed, backend()), DigitalTwin(g, backend()))

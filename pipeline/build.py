@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optics.data import Split, load_digits_split, load_idx
+from optics.data import Split, load_digits_split, load_idx, load_iris_split, reduce_features
 from optics.ffm import Objective
 from optics.geometry import Geometry
 from optics.imperfections import HardwareSpec
 from optics.measurement import MeasurementSpec, check_spec_names
+from optics.mzi import MeshErrors, MeshGeometry
 from optics.optim import OptimizerSpec
 
 from .actors import ChipSpec, ChipWorker, FaultPlan
@@ -50,6 +51,7 @@ class Plan:
     optimizer: OptimizerSpec
     policy: FailurePolicy
     fault: FaultPlan
+    init: str          # initial phases: 'pi' (diffractive: off the SLM wrap) | 'uniform' (mzi: off bar/cross)
     train_on: str      # 'chip' (ffm) or 'twin' (insilico, ideal)
     deploy_on: str     # 'chip' (ffm, insilico) or 'twin' (ideal)
     shared: bool
@@ -66,13 +68,11 @@ def _checked(section: str, make):
 def make_plan(cfg: RunConfig, n_classes: int) -> Plan:
     """Build and check every typed spec; raises ConfigError naming the key on bad values."""
     c = cfg.chip
-    overrides = {k: v for k, v in (("n", c.n), ("n_layers", c.n_layers), ("distance", c.distance),
-                                   ("pad", c.pad)) if v is not None}
-    geometry = _checked("chip", lambda: GEOMETRIES[c.geometry](n_classes=n_classes, **overrides))
-    _checked("chip.hardware", lambda: check_spec_names(HardwareSpec, c.hardware))
+    geometry, hardware_cls = _geometry(cfg, n_classes)
+    _checked("chip.hardware", lambda: check_spec_names(hardware_cls, c.hardware))
     _checked("chip.measurement", lambda: check_spec_names(MeasurementSpec, c.measurement))
     hw_base, cam_base = _only(c.only)
-    hardware = _checked("chip.hardware", lambda: HardwareSpec(**({"level": c.level} | hw_base | c.hardware)))
+    hardware = _checked("chip.hardware", lambda: hardware_cls(**({"level": c.level} | hw_base | c.hardware)))
     measurement = _checked("chip.measurement",
                            lambda: MeasurementSpec(**({"level": c.level} | cam_base | c.measurement)))
     t = cfg.trainer
@@ -84,9 +84,26 @@ def make_plan(cfg: RunConfig, n_classes: int) -> Plan:
     return Plan(geometry, chips, _checked("trainer", lambda: Objective(t.loss, t.temperature)),
                 _checked("trainer", lambda: OptimizerSpec(t.optimizer, t.lr, momentum=t.momentum)),
                 FailurePolicy(cfg.cluster.round_timeout_s, cfg.cluster.round_retries, cfg.cluster.on_chip_failure),
-                FaultPlan(cfg.debug.crash_chip, cfg.debug.crash_round),
+                FaultPlan(cfg.debug.crash_chip, cfg.debug.crash_round), "uniform" if c.kind == "mzi" else "pi",
                 "chip" if t.kind == "ffm" else "twin", "twin" if t.kind == "ideal" else "chip",
                 cfg.topology.shared_phases, _groups(cfg, geometry))
+
+
+def _geometry(cfg: RunConfig, n_classes: int):
+    """The chip's geometry and its hardware-knob class (diffractive: HardwareSpec; mzi: MeshErrors)."""
+    c = cfg.chip
+    if c.kind == "mzi":
+        if c.only is not None:
+            raise ConfigError("chip.only selects diffractive imperfection groups; for chip=mzi set chip.hardware knobs")
+        n_modes = c.n_modes or _features(cfg) + 1
+        return _checked("chip", lambda: MeshGeometry(n_modes, n_classes, c.arrangement)), MeshErrors
+    overrides = {k: v for k, v in (("n", c.n), ("n_layers", c.n_layers), ("distance", c.distance),
+                                   ("pad", c.pad)) if v is not None}
+    return _checked("chip", lambda: GEOMETRIES[c.geometry](n_classes=n_classes, **overrides)), HardwareSpec
+
+
+def _features(cfg: RunConfig) -> int:
+    return 4 if cfg.task.name == "iris" else cfg.task.features
 
 
 def _only(group: str | None) -> tuple[dict, dict]:
@@ -118,15 +135,23 @@ def _groups(cfg: RunConfig, g: Geometry) -> dict[str, tuple]:
         sizes = _checked("topology", lambda: stage_layers(g.n_layers, top.n_chips))
         return {f"stage{k}": (size, g.n, g.n) for k, size in enumerate(sizes)}
     if top.shared_phases and top.kind != "width":
-        return {SHARED: (g.n_layers, g.n, g.n)}
-    return {group_of(i, False): (g.n_layers, g.n, g.n) for i in range(top.n_chips)}
+        return {SHARED: g.phase_shape}
+    return {group_of(i, False): g.phase_shape for i in range(top.n_chips)}
 
 
 def load_split(cfg: RunConfig) -> Split:
+    """The task's split; for an MZI chip, feature vectors (standardised iris, PCA of images)."""
     task = cfg.task
-    if task.name == "idx":
-        return _checked("task", lambda: load_idx(task.data_dir, task.split_seed, task.val_fraction))
-    return _checked("task", lambda: load_digits_split(task.split_seed, task.val_fraction, task.test_fraction))
+    if task.name == "iris":
+        split = load_iris_split(task.split_seed, task.val_fraction, task.test_fraction)
+    elif task.name == "idx":
+        split = _checked("task", lambda: load_idx(task.data_dir, task.split_seed, task.val_fraction))
+    else:
+        split = _checked("task", lambda: load_digits_split(task.split_seed, task.val_fraction, task.test_fraction))
+    if cfg.chip.kind != "mzi":
+        return split
+    method = "standardise" if task.name == "iris" else "pca"
+    return _checked("task", lambda: reduce_features(split, _features(cfg), method))
 
 
 def start_ray(cfg: RunConfig) -> None:

@@ -23,8 +23,10 @@ class ConfigError(ValueError):
 
 @dataclass
 class ChipConfig:
-    kind: str = "diffractive"
-    geometry: str = "reference"                   # reference | small
+    kind: str = "diffractive"                     # diffractive | mzi
+    geometry: str = "reference"                   # diffractive: reference | small
+    n_modes: int | None = None                    # mzi: modes (None: the task's features + 1 reference mode)
+    arrangement: str = "double"                   # mzi: double (reflective, M = A^T R A, FFM-exact) | single
     n: int | None = None                          # overrides of the named geometry
     n_layers: int | None = None
     distance: float | None = None
@@ -44,7 +46,8 @@ class ChipConfig:
 
 @dataclass
 class TaskConfig:
-    name: str = "digits"                           # digits | idx
+    name: str = "digits"                           # digits | idx | iris
+    features: int = 15                             # mzi chips: PCA components of an image task (iris: its 4)
     data_dir: str | None = None                    # folder of MNIST-format IDX files (task=idx)
     val_fraction: float = 0.1
     test_fraction: float = 0.2
@@ -177,10 +180,10 @@ class RunConfig:
 
 
 CHOICES = {
-    "chip.kind": ("diffractive",), "chip.geometry": ("reference", "small"),
+    "chip.kind": ("diffractive", "mzi"), "chip.arrangement": ("double", "single"), "chip.geometry": ("reference", "small"),
     "chip.backend": ("numpy", "cupy"), "chip.precision": ("complex64", "complex128"),
     "chip.fft_planner": ("estimate", "measure"),
-    "task.name": ("digits", "idx"), "trainer.kind": ("ffm", "insilico", "ideal"),
+    "task.name": ("digits", "idx", "iris"), "trainer.kind": ("ffm", "insilico", "ideal"),
     "trainer.optimizer": ("adam", "sgd"), "trainer.loss": ("cross_entropy",),
     "topology.kind": ("single", "data_parallel", "pipeline", "width"), "tracking.kind": ("mlflow", "none"),
     "cluster.kind": ("local", "address"), "study.kind": ("focusing", "exceptional_point"), "cluster.on_chip_failure": ("fail", "drop"),
@@ -189,7 +192,7 @@ POSITIVE = {"study.focusing.ffm_steps", "study.focusing.lr", "study.focusing.seq
             "study.focusing.pso_particles", "study.focusing.pso_iterations", "study.exceptional_point.lr",
             "study.exceptional_point.steps", "trainer.epochs", "trainer.batch_size", "trainer.eval_batch_size", "trainer.lr",
             "trainer.temperature", "topology.n_chips", "topology.microbatches", "cluster.round_timeout_s", "checkpoint_every",
-            "chip.n", "chip.n_layers", "chip.distance", "trainer.max_rounds", "chip.fft_threads"}
+            "chip.n", "chip.n_layers", "chip.n_modes", "task.features", "chip.distance", "trainer.max_rounds", "chip.fft_threads"}
 NONNEGATIVE = {"sweep.max_parallel", "sweep.stop_after", "chip.level", "chip.num_cpus", "chip.num_gpus", "trainer.momentum", "trainer.fidelity_every",
                "cluster.max_restarts", "cluster.round_retries", "chip.pad"}
 
@@ -273,6 +276,11 @@ def _check_relations(cfg: RunConfig) -> None:
     if cfg.trainer.batch_size < top.n_chips:
         raise ConfigError(f"trainer.batch_size={cfg.trainer.batch_size} is smaller than topology.n_chips="
                           f"{top.n_chips}; every chip needs at least one sample per round")
+    if cfg.chip.kind == "mzi" and top.kind in ("pipeline", "width"):
+        raise ConfigError(f"topology={top.kind} splits a diffractive chip; use topology=single or "
+                          "data_parallel with chip=mzi")
+    if cfg.task.name == "iris" and cfg.chip.kind != "mzi":
+        raise ConfigError("task=iris has 4 features, not images: use it with chip=mzi")
     if cfg.task.name == "idx" and not cfg.task.data_dir:
         raise ConfigError("task.data_dir must name a folder of IDX files for task=idx")
     if cfg.cluster.kind == "address" and not cfg.cluster.address:

@@ -45,12 +45,16 @@ def group_of(chip: int, shared: bool) -> str:
 
 
 def init_state(groups: dict[str, tuple], spec: optim.OptimizerSpec, train_amplitude: bool,
-               chips: list[int]) -> TrainState:
-    """Phases at pi (mid-range: away from the SLM phase wrap), amplitudes at 1; ``groups``
-    maps each parameter group to its (layers, n, n) shape."""
+               chips: list[int], init: str = "pi", seed: int = 0) -> TrainState:
+    """``groups`` maps each parameter group to its phase shape. Phases ``init='pi'``: all at pi
+    (a diffractive chip: mid-range, away from the SLM phase wrap); ``'uniform'``: uniform in
+    [0, 2 pi) from ``seed`` (an MZI mesh: away from the bar/cross states, where gradients
+    vanish). Amplitudes at 1."""
     params = {}
+    rng = np.random.default_rng([int(seed), 0x1A17])
     for g, shape in groups.items():
-        params[g] = {"phase": np.full(shape, np.pi)}
+        phase = rng.uniform(0.0, 2 * np.pi, shape) if init == "uniform" else np.full(shape, np.pi)
+        params[g] = {"phase": phase}
         if train_amplitude:
             params[g]["amplitude"] = np.ones(shape)
     opt = {g: optim.init_state(spec, p) for g, p in params.items()}

@@ -79,7 +79,7 @@ def train(raw_cfg) -> dict:
 def _initial_state(cfg: RunConfig, plan, tracker) -> tuple[TrainState, str | None]:
     chips = [spec.index for spec in plan.chips]
     if not cfg.resume:
-        state = init_state(plan.groups, plan.optimizer, cfg.trainer.train_amplitude, chips)
+        state = init_state(plan.groups, plan.optimizer, cfg.trainer.train_amplitude, chips, plan.init, cfg.seed)
         if cfg.trainer.masks_from:
             params = load_masks(cfg.trainer.masks_from, plan.groups)
             state = dataclasses.replace(state, params=params, best_params=params)

@@ -10,7 +10,15 @@ import numpy as np  # noqa: E402
 
 
 def phase_masks(phases: np.ndarray, title: str):
-    """One panel per layer: commanded phase modulo 2 pi."""
+    """One panel per layer: commanded phase modulo 2 pi (an MZI mesh's (layers, modes): one panel)."""
+    if phases.ndim == 2:
+        fig, ax = plt.subplots(figsize=(max(4.0, 0.25 * phases.shape[0]), 3.2))
+        im = ax.imshow(np.mod(phases, 2 * np.pi).T, cmap="twilight", vmin=0, vmax=2 * np.pi, aspect="auto")
+        ax.set_xlabel("shifter column (data pass order)")
+        ax.set_ylabel("mode")
+        fig.colorbar(im, ax=ax, label="phase (rad)")
+        fig.suptitle(title)
+        return fig
     n_layers = phases.shape[0]
     fig, axes = plt.subplots(1, n_layers, figsize=(2.6 * n_layers, 2.8), squeeze=False)
     for layer, ax in enumerate(axes[0]):

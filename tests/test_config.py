@@ -17,10 +17,10 @@ def test_groups_exist():
 
 @pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
 def test_every_option_composes_and_builds(group, option):
-    extra = ["task.data_dir=/tmp"] if (group, option) == ("task", "idx") else []
+    extra = {("task", "idx"): ["task.data_dir=/tmp"], ("task", "iris"): ["chip=mzi"]}.get((group, option), [])
     cfg = load_config(compose(f"{group}={option}", *extra))
     if group != "task":
-        plan = make_plan(cfg, 10)
+        plan = make_plan(cfg, 3 if cfg.task.name == "iris" else 10)
         assert len(plan.chips) == cfg.topology.n_chips
 
 
