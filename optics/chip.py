@@ -157,17 +157,36 @@ class SimulatedChip(_DiffractiveBase):
         self.hardware = hardware or HardwareSpec()
         self.measurement = measurement or MeasurementSpec(level=self.hardware.level)
         self._hidden = draw_hidden_state(self.hardware, geometry, self.seed)
-        n_pad = make_propagator(backend, geometry.n, geometry.pitch, geometry.wavelength,
-                                geometry.distance + abs(self._hidden.distances - geometry.distance).max(),
-                                pad=geometry.pad, force=geometry.force_padding).n_pad
-        props = [make_propagator(backend, geometry.n, geometry.pitch, geometry.wavelength, float(z),
-                                 n_pad=n_pad, shift_m=tuple(s), tilt_rad=tuple(t))
-                 for z, s, t in zip(self._hidden.distances, self._hidden.shifts_m, self._hidden.tilts_rad)]
+        self._n_pad = make_propagator(backend, geometry.n, geometry.pitch, geometry.wavelength,
+                                      geometry.distance + abs(self._hidden.distances - geometry.distance).max(),
+                                      pad=geometry.pad, force=geometry.force_padding).n_pad
+        self._correction_m = np.zeros_like(self._hidden.shifts_m)
+        props = self._hops(backend, geometry)
         self._screens = backend.asarray(self._hidden.phase_screens)
         self._illumination = backend.asarray(self._hidden.illumination, backend.real_dtype)
         if relay_input:  # fed by a previous chip's output plane: no laser, no P_0
             props[0] = None
         super().__init__(geometry, backend, props, input_cache)
+
+    def _hops(self, backend: Backend, g: Geometry) -> list:
+        """``P_0 .. P_L`` with the hidden spacings, tilts and registration shifts (minus any correction)."""
+        h = self._hidden
+        return [make_propagator(backend, g.n, g.pitch, g.wavelength, float(z), n_pad=self._n_pad,
+                                shift_m=tuple(float(v) for v in s), tilt_rad=tuple(float(v) for v in t))
+                for z, s, t in zip(h.distances, h.shifts_m - self._correction_m, h.tilts_rad)]
+
+    def correct_registration(self, shifts_px) -> None:
+        """Apply a registration calibration: every plane's frame is moved back by the measured
+        shift ``shifts_px`` (L+1, 2) (y, x) pixels, as a measure-and-reload system does when it
+        loads each camera frame onto the next SLM. What stays is the calibration's residual."""
+        est = np.asarray(shifts_px, dtype=np.float64)
+        if est.shape != self._hidden.shifts_m.shape or not np.isfinite(est).all():
+            raise ValueError(f"shifts_px must be {self._hidden.shifts_m.shape} finite pixels, got shape {est.shape}")
+        self._correction_m = est * self.geometry.pitch
+        props = self._hops(self.backend, self.geometry)
+        self.props = [None if self.relay_input else props[0]] + props[1:]
+        if self._input_cache is not None:   # P_0 changed: nothing cached may be served
+            self._input_cache = InputPlaneCache(self._input_cache.capacity, self.geometry.n, self.backend)
 
     def realised_phases(self, commanded):
         """What the SLM writes: quantise, gamma, fringing, mask offset, plus the fabrication screen."""

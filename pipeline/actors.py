@@ -17,6 +17,7 @@ import numpy as np
 
 from optics import ffm
 from optics.backend import get_backend
+from optics.calibration import calibrate_registration
 from optics.chip import DigitalTwin, SimulatedChip
 from optics.data import Split, encode_amplitude, encode_modes
 from optics.detectors import detector_scores
@@ -39,7 +40,8 @@ class ChipSpec:
     precision: str = "complex64"
     fft_threads: int | None = None
     fft_planner: str = "estimate"
-    classes: tuple | None = None   # width topology: this chip's sub-task (these classes + "other")
+    classes: tuple | None = None
+    calibrate_registration: bool = False   # measure and correct the chip's registration at start   # width topology: this chip's sub-task (these classes + "other")
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,9 @@ class ChipWorker:
             return get_backend(spec.backend, spec.precision, spec.fft_threads, spec.fft_planner)
 
         self.chip, self.twin = make_chips(spec, backend)
+        self.registration_estimate = None
+        if spec.calibrate_registration:   # a calibration step before any training
+            self.registration_estimate = calibrate_registration(self.chip, self.twin)
         self._programmed: dict[str, int] = {"chip": -1, "twin": -1}
 
     def _target(self, on: str):
@@ -128,13 +133,14 @@ class ChipWorker:
         data = {"val": self.split.val, "test": self.split.test}[subset]
         c = self.spec.geometry.n_classes
         confusion = np.zeros((c, c), dtype=np.int64)
-        examples, probs = [], []
+        examples, probs, detected = [], [], 0.0
         for start in range(0, len(data), batch_size):
             idx = np.arange(start, min(start + batch_size, len(data)))
             x, y, ids = self._inputs(data, idx)
             intensity = target.infer(x, PassKey(round_index, "inference", tuple(int(i) for i in ids)))
             scores = target.backend.to_numpy(detector_scores(intensity, target.detectors)).astype(np.float64)
             pred = scores.argmax(axis=1)
+            detected += float(scores.sum())   # inputs carry unit power: the detected fraction
             np.add.at(confusion, (y, pred), 1)
             if probabilities:
                 z = scores / self.objective.temperature
@@ -142,7 +148,8 @@ class ChipWorker:
                 probs.append(z / z.sum(axis=1, keepdims=True))
             if len(examples) < n_examples:
                 examples.extend(target.backend.to_numpy(intensity[: n_examples - len(examples)]))
-        out = {"accuracy": float(np.trace(confusion) / max(confusion.sum(), 1)), "confusion": confusion}
+        out = {"accuracy": float(np.trace(confusion) / max(confusion.sum(), 1)), "confusion": confusion,
+               "detected_fraction": detected / max(len(data), 1)}
         if n_examples:
             out["examples"] = np.asarray(examples, dtype=np.float32)
         if probabilities:
@@ -162,7 +169,10 @@ class ChipWorker:
 
     def reveal(self) -> dict:
         """The chip's hidden imperfections as arrays (logged at the end, for analysis only)."""
-        return self.chip.reveal().as_arrays()
+        out = self.chip.reveal().as_arrays()
+        if self.registration_estimate is not None:
+            out["registration_estimate_px"] = self.registration_estimate
+        return out
 
     def detector_regions(self) -> np.ndarray | None:
         """(n, n) class-region image of a camera; None for a mesh (its detectors are modes)."""

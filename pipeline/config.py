@@ -41,6 +41,7 @@ class ChipConfig:
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     resources: dict = field(default_factory=dict)  # custom Ray resources, e.g. {optical_chip: 1}
+    calibrate_registration: bool = False          # measure and correct plane registration before training
     only: str | None = None                       # keep one imperfection group (build.IMPERFECTION_GROUPS), zero the rest
 
 
@@ -279,6 +280,8 @@ def _check_relations(cfg: RunConfig) -> None:
     if cfg.chip.kind == "mzi" and top.kind in ("pipeline", "width"):
         raise ConfigError(f"topology={top.kind} splits a diffractive chip; use topology=single or "
                           "data_parallel with chip=mzi")
+    if cfg.chip.calibrate_registration and (cfg.chip.kind != "diffractive" or top.kind == "pipeline"):
+        raise ConfigError("chip.calibrate_registration needs chip=diffractive and a topology other than pipeline")
     if cfg.task.name == "iris" and cfg.chip.kind != "mzi":
         raise ConfigError("task=iris has 4 features, not images: use it with chip=mzi")
     if cfg.task.name == "idx" and not cfg.task.data_dir:
