@@ -32,7 +32,7 @@ from .config import ConfigError, RunConfig, load_config
 from .tracking import SweepRecord, default_uri
 
 # axes that change the chip, not the twin: the twin's masks are shared across their values
-HARDWARE_AXES = ("chip.level", "chip.hardware", "chip.measurement", "chip.only")
+HARDWARE_AXES = ("chip.level", "chip.hardware", "chip.measurement", "chip.only", "chip.calibrate_registration")
 ORDER = {"ideal": 0, "ffm": 1, "insilico": 2}   # submission order: masks first, long jobs early
 
 
