@@ -16,6 +16,8 @@ import os
 import numpy as np
 
 from .sweep import HARDWARE_AXES
+
+AXIS = "chip.measurement.photons_per_sample"   # photon sweeps get light-level columns
 from .tracking import log_run_files, read_runs
 
 TRAINERS = ("ideal", "insilico", "ffm")
@@ -79,11 +81,16 @@ def _row(trainer: str, point: tuple, sel: list, ideal_acc: dict) -> dict:
             "fidelity_cosine": float(np.mean(fid)) if fid else float("nan")}
 
 
+EXTRA_COLUMNS = ("photoelectrons_per_detector_px", "optical_J_per_op", "ops_per_J", "hardware_training_s",
+                 "simulation_training_s")
+
+
 def write_report(rows: list[dict], out_dir: str, title: str) -> list[str]:
     os.makedirs(out_dir, exist_ok=True)
-    axes = [k for k in rows[0] if k not in ("trainer", "seeds", "mean", "std", "min", "max",
-                                           "gap_to_ideal_pp", "fidelity_cosine")] if rows else []
-    cols = axes + ["trainer", "seeds", "mean", "std", "min", "max", "gap_to_ideal_pp", "fidelity_cosine"]
+    stats = ["trainer", "seeds", "mean", "std", "min", "max", "gap_to_ideal_pp", "fidelity_cosine"]
+    extra = [k for k in EXTRA_COLUMNS if any(k in row for row in rows)]
+    axes = [k for k in rows[0] if k not in stats and k not in EXTRA_COLUMNS] if rows else []
+    cols = axes + stats + extra
     paths = [os.path.join(out_dir, f"sweep.{ext}") for ext in ("csv", "md", "png")]
     with open(paths[0], "w", newline="") as f:
         w = csv.DictWriter(f, cols, extrasaction="ignore")
@@ -102,7 +109,9 @@ def _cell(col: str, value) -> str:
     if isinstance(value, float):
         if np.isnan(value):
             return ""
-        return f"{value:+.1f}" if col == "gap_to_ideal_pp" else f"{value:.3f}"
+        if col == "gap_to_ideal_pp":
+            return f"{value:+.1f}"
+        return f"{value:.3g}" if col in EXTRA_COLUMNS else f"{value:.3f}"
     return str(value)
 
 
@@ -124,6 +133,8 @@ def _plot(rows: list[dict], axes: list[str], path: str, title: str) -> None:
         ax.fill_between(xs, [r["min"] for r in pts], [r["max"] for r in pts], alpha=0.2)
     if not numeric:
         ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    elif labels and min(float(v) for v in labels) > 0 and max(float(v) for v in labels) > 100 * min(float(v) for v in labels):
+        ax.set_xscale("log")
     ax.set_xlabel(x_axis or "")
     ax.set_ylabel("test accuracy (mean, min-max over seeds)")
     ax.set_title(title)
@@ -139,6 +150,10 @@ def report_sweep(uri: str, parent_run_id: str, out_dir: str) -> list[str]:
     runs = read_runs(uri, "", ["grad_fidelity_cosine"], skip_rounds=0, parent_run_id=parent_run_id)
     record_name = runs[0]["tags"].get("sweep.name", "sweep") if runs else "sweep"
     rows = sweep_rows(runs)
+    if any(AXIS in row for row in rows):
+        from .photon_report import add_photon_columns  # noqa: PLC0415
+
+        rows = add_photon_columns(rows, runs)
     files = write_report(rows, out_dir, f"{record_name} ({parent_run_id[:8]})")
     log_run_files(uri, parent_run_id, files, "report")
     return files
