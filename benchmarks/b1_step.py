@@ -39,6 +39,7 @@ import platform
 import statistics
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -47,7 +48,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from optics import DigitalTwin, Geometry, Objective, SimulatedChip, forward_only_step, get_backend  # noqa: E402
-from optics.propagation import transfer_function  # noqa: E402
+from optics.propagation import SamplingWarning, transfer_function  # noqa: E402
 
 WAVELENGTH = 532e-9
 CASES = {  # bench-spec B1 table
@@ -56,9 +57,11 @@ CASES = {  # bench-spec B1 table
     "big": dict(n=512, pitch=8e-6, distance=0.05, n_layers=10, pad=0, batch={"gpu": 256}),
 }
 DEFAULT_CASES = {"cpu": ["ref", "mid"], "gpu": ["ref", "mid", "big"]}
+warnings.filterwarnings("ignore", category=SamplingWarning)  # mid and big wrap around by design
 
 
 def geometry(case: str) -> Geometry:
+    """The case's chip (mid and big are unpadded on purpose: kernel benchmarks, not optics)."""
     c = CASES[case]
     return Geometry(n=c["n"], pitch=c["pitch"], wavelength=WAVELENGTH, distance=c["distance"],
                     n_layers=c["n_layers"], n_classes=10, detector_px=20, object_px=min(96, c["n"]),
@@ -210,6 +213,10 @@ def run_case(case: str, args, torch, cp) -> dict:
         contenders["ours"] = ours(twin)
     if "ours-cached" in args.contenders:
         contenders["ours-cached"] = ours(cached)
+    if args.device == "cpu" and args.planner == "measure" and "ours-estimate" in args.contenders:
+        est = DigitalTwin(g, get_backend("numpy", "complex64", fft_threads=args.threads, fft_planner="estimate"))
+        est.program(phases)
+        contenders["ours-estimate"] = ours(est)
     if args.noisy:
         chip = SimulatedChip(g, seed=1, backend=get_backend(backend.name, "complex64", fft_threads=args.threads,
                                                              fft_planner=args.planner))
@@ -242,8 +249,14 @@ def run_case(case: str, args, torch, cp) -> dict:
         tbuf = torch.ones(shape, dtype=torch.complex64, device="cuda" if args.device == "gpu" else "cpu")
         contenders["fft-torch"] = lambda i: torch.fft.fft2(tbuf)
 
-    clock = Clock(args.device, cp, torch)
     names = list(contenders)
+    if args.memory_only:  # CPU peak memory, in a process whose large blocks come from mmap
+        for name in names:
+            if not name.startswith("fft-"):
+                contenders[name](0)  # warm: plans and workspaces exist
+        return {"case": case, "peak_step_mb": {k: cpu_step_peak_mb(lambda k=k: contenders[k](0))
+                                               for k in names if not k.startswith("fft-")}}
+    clock = Clock(args.device, cp, torch)
     times = {k: [] for k in names}
     load = []
     for rep in range(args.warmup + args.reps):
@@ -280,8 +293,8 @@ def run_case(case: str, args, torch, cp) -> dict:
     mem = {}
     for name in [k for k in names if not k.startswith("fft-")]:
         if args.device == "cpu":
-            mem[name] = cpu_step_peak_mb(lambda: contenders[name](0))
-        elif name == "torch":
+            continue  # measured in a separate process (see cpu_peak_memory)
+        if name == "torch":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             before = torch.cuda.memory_allocated()
@@ -335,18 +348,18 @@ def table(result: dict) -> str:
     lines = [f"B1, one FFM step (data pass + error pass + phase gradients), complex64, {dev.upper()}: {where}; "
              f"{result['machine']['date']}; FFT planner {result['planner']}", "",
              "| case | FFT size | batch | ours samples/s | torch autograd samples/s | ours / torch | "
-             "ours, cached input plane | FFT floor samples/s | ours / floor | torch / floor | "
+             "ours, cached input plane | ours, estimate plans | FFT floor samples/s | ours / floor | torch / floor | "
              "peak MB (ours / torch) | load avg |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["cases"]:
         c = r["contenders"]
-        o, t, oc = c.get("ours"), c.get("torch"), c.get("ours-cached")
+        o, t, oc, oe = c.get("ours"), c.get("torch"), c.get("ours-cached"), c.get("ours-estimate")
         floor_sps = r["batch"] / r["fft_floor_s"]
         fmt = lambda v, f="{:.1f}": "-" if v is None else f.format(v)  # noqa: E731
         lines.append("| " + " | ".join([
             r["case"], f"{r['n_pad']}^2", str(r["batch"]), fmt(o and o["samples_per_s"]),
             fmt(t and t["samples_per_s"]), fmt(o and t and o["vs_torch"], "{:.2f}x"),
-            fmt(oc and oc["samples_per_s"]), fmt(floor_sps), fmt(o and o["floor_frac"], "{:.2f}"),
+            fmt(oc and oc["samples_per_s"]), fmt(oe and oe["samples_per_s"]), fmt(floor_sps), fmt(o and o["floor_frac"], "{:.2f}"),
             fmt(t and t["floor_frac"], "{:.2f}"),
             f"{fmt(o and o.get('peak_step_mb'), '{:.0f}')} / {fmt(t and t.get('peak_step_mb'), '{:.0f}')}",
             f"{r['loadavg_1min']['median']:.1f}"]) + " |")
@@ -354,16 +367,27 @@ def table(result: dict) -> str:
 
 
 def _fixed_mmap_threshold() -> None:
-    """Large blocks straight from mmap and back on free, so the step's peak RSS is its working set
-    (glibc's adaptive threshold would keep freed blocks on the heap); re-executes once."""
+    """Large blocks straight from mmap and back on free, so a step's peak RSS is its working set
+    (glibc's adaptive threshold keeps freed blocks on the heap); re-executes once. Only for the
+    memory measurement: it costs page faults, so timings run with the default allocator."""
     if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None and sys.platform.startswith("linux"):
         os.environ["MALLOC_MMAP_THRESHOLD_"] = str(1 << 20)
         os.execv(sys.executable, [sys.executable] + sys.argv)
 
 
+def cpu_peak_memory(argv: list[str]) -> dict:
+    """``{case: {contender: MB}}`` from ``b1_step.py --memory-only`` in a child process."""
+    import subprocess  # noqa: PLC0415
+
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), *argv, "--memory-only"],
+                         capture_output=True, text=True, env=dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(1 << 20)))
+    if out.returncode != 0:
+        print("peak-memory run failed:", out.stderr[-1000:])
+        return {}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main(argv=None) -> dict:
-    if argv is None:
-        _fixed_mmap_threshold()
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     p.add_argument("--cases", nargs="+", choices=list(CASES))
@@ -374,11 +398,14 @@ def main(argv=None) -> dict:
     p.add_argument("--planner", default="measure", choices=["estimate", "measure"])
     p.add_argument("--cache-batches", type=int, default=4,
                    help="distinct batches cycled through (ours-cached holds them all)")
-    p.add_argument("--contenders", nargs="+", default=["ours", "ours-cached", "torch"])
+    p.add_argument("--contenders", nargs="+", default=["ours", "ours-cached", "ours-estimate", "torch"],
+                   help="ours-estimate: FFTW_ESTIMATE plans, the bitwise-reproducible default of ffm-train")
     p.add_argument("--noisy", action="store_true", help="also a noisy SimulatedChip step (ours-noisy)")
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
+    raw_argv = list(sys.argv[1:] if argv is None else argv)
     args = p.parse_args(argv)
     args.cases = args.cases or DEFAULT_CASES[args.device]
     if args.device == "cpu" and "big" in args.cases and not args.batch:
@@ -396,9 +423,17 @@ def main(argv=None) -> dict:
     result = {"benchmark": "B1 one FFM training step", "device": args.device, "threads": args.threads,
               "planner": args.planner, "machine": machine(args.device, torch, cp), "args": vars(args),
               "cases": []}
+    if args.memory_only:
+        print(json.dumps({case: run_case(case, args, torch, cp)["peak_step_mb"] for case in args.cases}))
+        return {}
     for case in args.cases:
         result["cases"].append(run_case(case, args, torch, cp))
         print(table(result).splitlines()[-1], flush=True)
+    if args.device == "cpu":
+        peaks = cpu_peak_memory(raw_argv)
+        for r in result["cases"]:
+            for k, v in peaks.get(r["case"], {}).items():
+                r["contenders"][k]["peak_step_mb"] = v
     md = table(result)
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, f"b1-{platform.node()}-{args.device}.json")

@@ -112,7 +112,7 @@ class Backend:
         (B, n_pad, n_pad), zeroing the border, and ``field * mult`` into ``store`` when given.
         ``field`` is (B, n, n) C-contiguous or the centre view of ``buf`` itself."""
         xp = self.xp
-        b, n_pad, n = buf.shape[0], buf.shape[-1], field.shape[-1]
+        n_pad, n = buf.shape[-1], field.shape[-1]
         centre = buf[:, offset:offset + n, offset:offset + n]
         in_place = field.data.ptr == centre.data.ptr and field.strides == centre.strides
         if not in_place and (field.dtype != buf.dtype or not field.flags.c_contiguous):
@@ -130,12 +130,15 @@ class Backend:
             plan = self._plans.get((buf.shape, "cufft"))
             if plan is None:
                 plan = self._plans[(buf.shape, "cufft")] = _cufft_plan(buf)
-            if plan is False:
-                _cupy_fft_inplace(buf, forward)
-            else:
+            if plan is not False:
                 from cupy.cuda import cufft  # noqa: PLC0415
 
-                plan.fft(buf, buf, cufft.CUFFT_FORWARD if forward else cufft.CUFFT_INVERSE)
+                try:
+                    plan.fft(buf, buf, cufft.CUFFT_FORWARD if forward else cufft.CUFFT_INVERSE)
+                    return
+                except Exception:  # a CuPy whose plan API differs: refused before running, buf intact
+                    self._plans[(buf.shape, "cufft")] = False
+            _cupy_fft_inplace(buf, forward)
             return
         fftw = _pyfftw()
         if fftw is None or not _is_workspace(self, buf):
