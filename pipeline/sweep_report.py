@@ -116,33 +116,46 @@ def _cell(col: str, value) -> str:
 
 
 def _plot(rows: list[dict], axes: list[str], path: str, title: str) -> None:
+    """Accuracy against the first axis per trainer (other axes in the label); a second panel
+    with the FFM gradient fidelity when the runs measured it."""
     from . import figures  # noqa: F401,PLC0415  (selects the Agg backend)
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     x_axis, rest = (axes[0], axes[1:]) if axes else (None, [])
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
     series: dict[str, list] = {}
     for row in rows:
-        label = " ".join([row["trainer"], *(f"{k}={row[k]}" for k in rest)])
-        series.setdefault(label, []).append(row)
+        series.setdefault(" ".join([row["trainer"], *(f"{k}={row[k]}" for k in rest)]), []).append(row)
     labels = sorted({r[x_axis] for r in rows}, key=lambda v: float(v) if _is_number(v) else v) if x_axis else [""]
     numeric = all(_is_number(v) for v in labels)
+    x_of = (lambda r: float(r[x_axis]) if numeric else labels.index(r[x_axis])) if x_axis else (lambda r: 0)
+    fidelity = {k: v for k, v in series.items() if any(np.isfinite(r["fidelity_cosine"]) for r in v)}
+    fig, panels = plt.subplots(1, 2 if fidelity else 1, figsize=(11 if fidelity else 6.4, 4.2), squeeze=False)
+    ax = panels[0][0]
     for label, pts in series.items():
-        xs = [float(r[x_axis]) if numeric else labels.index(r[x_axis]) for r in pts] if x_axis else [0] * len(pts)
+        xs = [x_of(r) for r in pts]
         ax.plot(xs, [r["mean"] for r in pts], marker="o", label=label)
         ax.fill_between(xs, [r["min"] for r in pts], [r["max"] for r in pts], alpha=0.2)
-    if not numeric:
-        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
-    elif labels and min(float(v) for v in labels) > 0 and max(float(v) for v in labels) > 100 * min(float(v) for v in labels):
-        ax.set_xscale("log")
-    ax.set_xlabel(x_axis or "")
     ax.set_ylabel("test accuracy (mean, min-max over seeds)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    for label, pts in fidelity.items():
+        panels[0][1].plot([x_of(r) for r in pts], [r["fidelity_cosine"] for r in pts], marker="o", label=label)
+    if fidelity:
+        panels[0][1].set_ylabel("FFM gradient fidelity (cosine to the true gradient)")
+    for ax in panels[0]:
+        _x_axis(ax, x_axis, labels, numeric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _x_axis(ax, x_axis, labels: list, numeric: bool) -> None:
+    if not numeric:
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    elif labels and min(map(float, labels)) > 0 and max(map(float, labels)) > 100 * min(map(float, labels)):
+        ax.set_xscale("log")
+    ax.set_xlabel(x_axis or "")
 
 
 def report_sweep(uri: str, parent_run_id: str, out_dir: str) -> list[str]:
