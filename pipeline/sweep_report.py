@@ -82,7 +82,7 @@ def _row(trainer: str, point: tuple, sel: list, ideal_acc: dict) -> dict:
 
 
 EXTRA_COLUMNS = ("photoelectrons_per_detector_px", "optical_J_per_op", "ops_per_J", "hardware_training_s",
-                 "simulation_training_s")
+                 "simulation_job_s")
 
 
 def write_report(rows: list[dict], out_dir: str, title: str) -> list[str]:
@@ -160,7 +160,7 @@ def _x_axis(ax, x_axis, labels: list, numeric: bool) -> None:
 
 def report_sweep(uri: str, parent_run_id: str, out_dir: str) -> list[str]:
     """Read the sweep's children, write the report files, log them to the parent run."""
-    runs = read_runs(uri, "", ["grad_fidelity_cosine"], skip_rounds=0, parent_run_id=parent_run_id)
+    runs = read_runs(uri, "", ["grad_fidelity_cosine", "loss"], skip_rounds=0, parent_run_id=parent_run_id)
     record_name = runs[0]["tags"].get("sweep.name", "sweep") if runs else "sweep"
     rows = sweep_rows(runs)
     if any(AXIS in row for row in rows):

@@ -128,8 +128,8 @@ def _short(value) -> str:
 def read_runs(uri: str, experiment: str, round_keys: list[str], skip_rounds: int = 2,
               parent_run_id: str | None = None) -> list[dict]:
     """Finished runs of ``experiment`` (or the children of ``parent_run_id``): params, tags,
-    final metrics, and the median over rounds (after ``skip_rounds`` warm-up rounds) of
-    each ``round/<key>`` metric."""
+    final metrics, the median over rounds (after ``skip_rounds`` warm-up rounds) and the
+    number of rounds of each ``round/<key>`` metric, and the run's duration in seconds."""
     from mlflow.tracking import MlflowClient  # noqa: PLC0415
 
     client = MlflowClient(uri)
@@ -143,14 +143,16 @@ def read_runs(uri: str, experiment: str, round_keys: list[str], skip_rounds: int
         exp_ids, query = [exp.experiment_id], "attributes.status = 'FINISHED'"
     out = []
     for run in client.search_runs(exp_ids, query, max_results=5000):
-        medians = {}
+        medians, counts = {}, {}
         for key in round_keys:
             hist = sorted(client.get_metric_history(run.info.run_id, f"round/{key}"), key=lambda m: m.step)
             values = [m.value for m in hist[skip_rounds:]] or [m.value for m in hist]
+            counts[key] = len(hist)
             if values:
                 medians[key] = float(np.median(values))
         out.append({"run_id": run.info.run_id, "params": dict(run.data.params), "tags": dict(run.data.tags),
-                    "metrics": dict(run.data.metrics), "medians": medians})
+                    "metrics": dict(run.data.metrics), "medians": medians, "counts": counts,
+                    "duration_s": ((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000})
     return out
 
 

@@ -29,7 +29,7 @@ def test_photon_sweep_rows_get_light_level_columns():
     params = {"chip.geometry": "small", "chip.n": "None", "chip.n_layers": "None", "chip.pad": "None",
               "chip.distance": "None", "trainer.batch_size": "32"}
     runs = [{"tags": {"sweep.job": f"{t}/chip.measurement.photons_per_sample=1000.0/seed=1"}, "params": params,
-             "metrics": {"final_detected_fraction/chip0": 0.5, "final_rounds": 100, "final_wall_seconds": 60.0}}
+             "metrics": {"final_detected_fraction/chip0": 0.5}, "counts": {"loss": 100}, "duration_s": 60.0}
             for t in ("ffm", "insilico")]
     rows = [{"trainer": t, "chip.measurement.photons_per_sample": "1000.0"} for t in ("ffm", "insilico", "ideal")]
     out = add_photon_columns(rows, runs)
