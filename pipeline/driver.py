@@ -63,13 +63,13 @@ def train(raw_cfg) -> dict:
     t0 = time.perf_counter()
     try:
         state = _loop(sess, state)
+        summary = _finish(sess, state, time.perf_counter() - t0)
     except KeyboardInterrupt:
         tracker.end("KILLED")
         raise
     except Exception:
         tracker.end("FAILED")
         raise
-    summary = _finish(sess, state, time.perf_counter() - t0)
     tracker.end("FINISHED")
     for w in topo.workers:
         ray.kill(w)
@@ -207,12 +207,10 @@ def _finish(sess: Session, state: TrainState, wall_s: float) -> dict:
                "wall_seconds": wall_s, "run_id": sess.tracker.run_id, "tracking_uri": sess.tracker.uri,
                "best_val_accuracy": state.best_val, "dropped_chips": sorted(set(range(len(plan.chips))) - set(state.alive)),
                "events": sess.tracker.events, "output_dir": cfg.output_dir}
+    detected = {f"final_detected_fraction/{name}": r["detected_fraction"]   # twin: noise-free
+                for name, r in list(test.items()) + [("twin", next(iter(twin.values())))] if "detected_fraction" in r}
     sess.tracker.log_metrics({f"final_test_accuracy/{name}": r["accuracy"] for name, r in test.items()}
-                             | {f"final_detected_fraction/{name}": r["detected_fraction"]
-                                for name, r in test.items() if "detected_fraction" in r}
-                             | {"final_test_accuracy/twin": twin_acc,   # noise-free: the light that reaches the detectors
-                                "final_detected_fraction/twin": next(iter(twin.values()))["detected_fraction"]},
-                             step=state.round)
+                             | detected | {"final_test_accuracy/twin": twin_acc}, step=state.round)
     os.makedirs(cfg.output_dir, exist_ok=True)
     with open(os.path.join(cfg.output_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
