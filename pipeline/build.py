@@ -24,7 +24,7 @@ from .config import ConfigError, RunConfig
 from .coordinator import SHARED, group_of
 from .layer_pipeline import stage_layers
 from .rounds import FailurePolicy
-from .tracking import MlflowTracker, NullTracker
+from .tracking import PARENT_TAG, MlflowTracker, NullTracker
 
 GEOMETRIES = {"reference": Geometry.reference, "small": Geometry.small}
 # chip.only=<group>: keep this group of imperfection knobs at its level-1 value, zero the rest
@@ -218,7 +218,7 @@ def run_tags(cfg: RunConfig) -> dict[str, str]:
                                 cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         commit = "unknown"
-    nest = {"mlflow.parentRunId": cfg.tracking.parent_run_id} if cfg.tracking.parent_run_id else {}
+    nest = {PARENT_TAG: cfg.tracking.parent_run_id} if cfg.tracking.parent_run_id else {}
     return {**cfg.tracking.tags, **nest, "git_commit": commit, "backend": cfg.chip.backend, "chips": str(cfg.topology.n_chips),
             "trainer": cfg.trainer.kind, "numpy": np.__version__, "ray": version("ray"),
             "mlflow": version("mlflow"), "ffm-optics": version("ffm-optics")}

@@ -14,6 +14,9 @@ import time
 import numpy as np
 
 
+PARENT_TAG = "mlflow.parentRunId"   # MLflow's tag that nests a run under a parent (sweeps)
+
+
 class NullTracker:
     """tracking=none: keeps events in memory, logs nothing."""
 
