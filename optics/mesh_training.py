@@ -17,6 +17,7 @@ import numpy as np
 
 from . import optim
 from .data import Dataset, Split, encode_modes
+from .detectors import detector_scores
 from .ffm import Objective, forward_only_step
 from .measurement import PassKey
 from .validate import check_positive
@@ -52,7 +53,7 @@ def accuracy(chip, phases: np.ndarray, data: Dataset, round_index: int = 0, bias
     chip.program(phases)
     x = encode_modes(data.images, chip.n_modes, bias)
     intensity = chip.infer(x, PassKey(round_index, "inference", tuple(int(i) for i in data.ids)))
-    scores = chip.backend.to_numpy(intensity @ chip.detectors.masks)
+    scores = chip.backend.to_numpy(detector_scores(intensity, chip.detectors))
     return float((scores.argmax(axis=1) == data.labels).mean())
 
 

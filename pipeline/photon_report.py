@@ -15,9 +15,7 @@ import numpy as np
 from optics import energy
 
 from .build import GEOMETRIES
-from .sweep_report import parse_key
-
-AXIS = "chip.measurement.photons_per_sample"
+from .sweep_report import AXIS, parse_key
 
 
 def add_photon_columns(rows: list[dict], runs: list[dict]) -> list[dict]:

@@ -24,6 +24,8 @@ import time
 
 import numpy as np
 
+from optics.measurement import MeasurementSpec, check_spec_names
+
 from .config import ConfigError, RunConfig
 
 
@@ -31,8 +33,6 @@ class StudyWorker:
     """One simulated device (a medium or a resonator chain) and its whole experiment."""
 
     def __init__(self, kind: str, seed: int, settings: dict, measurement: dict):
-        from optics.measurement import MeasurementSpec  # noqa: PLC0415
-
         self.kind, self.seed, self.settings = kind, int(seed), settings
         self.measurement = MeasurementSpec(**measurement)
 
@@ -67,8 +67,6 @@ class StudyWorker:
 
 def _settings(cfg: RunConfig) -> tuple[list, dict]:
     """Typed settings for the workers, checked here (one line naming the key) before Ray starts."""
-    from optics.measurement import MeasurementSpec, check_spec_names  # noqa: PLC0415
-
     kind = cfg.study.kind
     sub = getattr(cfg.study, kind)
     settings = {k: v for k, v in vars(sub).items() if k != "seeds"}
@@ -87,7 +85,6 @@ def _settings(cfg: RunConfig) -> tuple[list, dict]:
 def _check_device(kind: str, s: dict) -> None:
     if kind == "focusing":
         from optics import scattering  # noqa: PLC0415
-        from optics.measurement import check_spec_names  # noqa: PLC0415
 
         check_spec_names(scattering.MediumSpec, s["medium"])
         spec = scattering.MediumSpec(**s["medium"])
