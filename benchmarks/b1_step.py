@@ -12,11 +12,14 @@ repetition, so a load burst from another user of the machine hits every contende
   ``--noisy`` adds it as a separate row (``ours-noisy``).
 - ``ours-cached``: the same with the chip's input-plane cache (``P_0 x`` reused when a batch
   comes back, as in every epoch after the first): ``4L`` FFTs instead of ``4L + 2``.
+- ``ours-lean``: the memory-lean mode (``samples_per_pass`` = a quarter of the batch): the same
+  gradient with a quarter of the taps held at once.
 - ``torch``: torch autograd of the same network (same band-limited transfer function,
   padding, detectors, loss), ``loss.backward()`` for the phase gradients.
 - FFT floor: ``(4L + 2)`` x the median time of one batched in-place 2-D FFT of
-  (batch, n_pad, n_pad) complex64, for our FFT (pyFFTW / cuFFT) and torch's (MKL / cuFFT);
-  the floor uses the faster of the two. ``floor_frac = floor time / step time``.
+  (batch, n_pad, n_pad) complex64, for our FFT (pyFFTW / cuFFT), torch's (MKL / cuFFT) and, on
+  the CPU, ours as the step runs it (blocks of samples, one single-threaded plan per worker);
+  the floor uses the fastest. ``floor_frac = floor time / step time``.
 
 Each step gets a fresh batch (digits; a synthetic stand-in where scikit-learn or SciPy is
 missing, as on a bare GPU host); batch preparation is outside the timer. Medians of
@@ -48,7 +51,8 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from optics import DigitalTwin, Geometry, Objective, SimulatedChip, forward_only_step, get_backend  # noqa: E402
-from optics.propagation import SamplingWarning, transfer_function  # noqa: E402
+from optics.propagation import SamplingWarning  # noqa: E402
+from torch_net import TorchNet  # noqa: E402
 
 WAVELENGTH = 532e-9
 CASES = {  # bench-spec B1 table
@@ -94,44 +98,6 @@ def batches(g: Geometry, batch: int, count: int, seed: int = 0):
         idx = np.arange(i * batch, (i + 1) * batch) % len(x_all)
         out.append((np.ascontiguousarray(x_all[idx], dtype=np.float32), np.asarray(labels)[idx].astype(np.int64)))
     return out, source
-
-
-# -- the torch autograd reference -------------------------------------------------------------
-class TorchNet:
-    """The same diffractive network in torch: pad -> fft2 -> x H -> ifft2 -> crop per hop."""
-
-    def __init__(self, torch, g: Geometry, n_pad: int, phases: np.ndarray, masks: np.ndarray,
-                 temperature: float, device: str):
-        self.torch, self.g, self.n_pad, self.temperature = torch, g, n_pad, temperature
-        h = transfer_function(n_pad, g.pitch, g.wavelength, g.distance)
-        self.H = torch.as_tensor(h.astype(np.complex64), device=device)
-        self.phi = torch.nn.Parameter(torch.as_tensor(phases.astype(np.float32), device=device))
-        self.masks = torch.as_tensor(masks.astype(np.float32), device=device)
-        self.o = (n_pad - g.n) // 2
-
-    def prop(self, u):
-        torch, F = self.torch, self.torch.nn.functional
-        n, o, p = self.g.n, self.o, self.n_pad - self.g.n - self.o
-        if self.n_pad > n:
-            u = F.pad(u, (o, p, o, p))
-        u = torch.fft.ifft2(torch.fft.fft2(u) * self.H)
-        return u[..., o:o + n, o:o + n] if self.n_pad > n else u
-
-    def loss(self, x, y):
-        torch = self.torch
-        a = self.prop(x)
-        t = torch.exp(1j * self.phi)
-        for layer in range(self.g.n_layers):
-            a = self.prop(a * t[layer])
-        intensity = a.real ** 2 + a.imag ** 2
-        scores = intensity.reshape(intensity.shape[0], -1) @ self.masks
-        return torch.nn.functional.cross_entropy(scores / self.temperature, y)
-
-    def step(self, x, y):
-        self.phi.grad = None
-        loss = self.loss(x, y)
-        loss.backward()
-        return loss
 
 
 # -- memory -----------------------------------------------------------------------------------
@@ -202,15 +168,17 @@ def run_case(case: str, args, torch, cp) -> dict:
     contenders = {}
     rnd = [0]
 
-    def ours(chip):
+    def ours(chip, per_pass=None):
         def step(i):
             x, y = dev_data[i % len(dev_data)]
             rnd[0] += 1
-            return forward_only_step(chip, x, y, objective, rnd[0], range(batch))
+            return forward_only_step(chip, x, y, objective, rnd[0], range(batch), per_pass)
         return step
 
     if "ours" in args.contenders:
         contenders["ours"] = ours(twin)
+    if "ours-lean" in args.contenders:  # memory-lean mode: a quarter of the batch per pass
+        contenders["ours-lean"] = ours(twin, max(1, batch // 4))
     if "ours-cached" in args.contenders:
         contenders["ours-cached"] = ours(cached)
     if args.device == "cpu" and args.planner == "measure" and "ours-estimate" in args.contenders:
@@ -245,6 +213,11 @@ def run_case(case: str, args, torch, cp) -> dict:
     buf = backend.workspace(shape)
     buf[...] = 1
     contenders["fft-ours"] = lambda i: backend.fft2_(buf)
+    if args.device == "cpu":  # the same FFTs as the step runs them: per block, one thread each
+        def fft_blocked(i):
+            backend.map_blocks(lambda block, w: backend.fft2_(backend.workspace(
+                (block.stop - block.start, n_pad, n_pad), w)), batch, n_pad)
+        contenders["fft-ours-blocked"] = fft_blocked
     if torch is not None:
         tbuf = torch.ones(shape, dtype=torch.complex64, device="cuda" if args.device == "gpu" else "cpu")
         contenders["fft-torch"] = lambda i: torch.fft.fft2(tbuf)
@@ -349,11 +322,12 @@ def table(result: dict) -> str:
              f"{result['machine']['date']}; FFT planner {result['planner']}", "",
              "| case | FFT size | batch | ours samples/s | torch autograd samples/s | ours / torch | "
              "ours, cached input plane | ours, estimate plans | FFT floor samples/s | ours / floor | torch / floor | "
-             "peak MB (ours / torch) | load avg |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "peak MB (ours / torch) | ours memory-lean (B/4 per pass): samples/s, peak MB | load avg |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["cases"]:
         c = r["contenders"]
         o, t, oc, oe = c.get("ours"), c.get("torch"), c.get("ours-cached"), c.get("ours-estimate")
+        lean = c.get("ours-lean")
         floor_sps = r["batch"] / r["fft_floor_s"]
         fmt = lambda v, f="{:.1f}": "-" if v is None else f.format(v)  # noqa: E731
         lines.append("| " + " | ".join([
@@ -362,6 +336,7 @@ def table(result: dict) -> str:
             fmt(oc and oc["samples_per_s"]), fmt(oe and oe["samples_per_s"]), fmt(floor_sps), fmt(o and o["floor_frac"], "{:.2f}"),
             fmt(t and t["floor_frac"], "{:.2f}"),
             f"{fmt(o and o.get('peak_step_mb'), '{:.0f}')} / {fmt(t and t.get('peak_step_mb'), '{:.0f}')}",
+            f"{fmt(lean and lean['samples_per_s'])}, {fmt(lean and lean.get('peak_step_mb'), '{:.0f}')}",
             f"{r['loadavg_1min']['median']:.1f}"]) + " |")
     return "\n".join(lines)
 
@@ -398,7 +373,7 @@ def main(argv=None) -> dict:
     p.add_argument("--planner", default="measure", choices=["estimate", "measure"])
     p.add_argument("--cache-batches", type=int, default=4,
                    help="distinct batches cycled through (ours-cached holds them all)")
-    p.add_argument("--contenders", nargs="+", default=["ours", "ours-cached", "ours-estimate", "torch"],
+    p.add_argument("--contenders", nargs="+", default=["ours", "ours-cached", "ours-estimate", "ours-lean", "torch"],
                    help="ours-estimate: FFTW_ESTIMATE plans, the bitwise-reproducible default of ffm-train")
     p.add_argument("--noisy", action="store_true", help="also a noisy SimulatedChip step (ours-noisy)")
     p.add_argument("--no-torch", action="store_true")

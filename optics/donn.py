@@ -42,22 +42,32 @@ def data_pass(inputs, transmissions, props: Sequence[Propagator], first=None) ->
     ``u_1 .. u_L``, the detector field ``y`` and ``|y|^2``.
 
     Each hop modulates, stores the tap and loads the FFT workspace in one go and hands the
-    workspace's centre to the next hop, so no field is copied between layers.
+    workspace's centre to the next hop, so no field is copied between layers. On the CPU each
+    block of samples goes through every layer while it is in cache (``Backend.map_blocks``).
     """
     n_layers = transmissions.shape[0]
     _check_props(props, n_layers)
-    xp = _xp(props)
-    fields = xp.empty((n_layers,) + tuple(inputs.shape), dtype=props[-1].backend.complex_dtype)
-    if first is not None:
-        a = first
-    elif props[0] is None:
-        a = inputs
-    else:
-        a = hop(inputs, props[0], props[0].kernel)
-    for layer in range(n_layers):
-        a = hop(a, props[layer + 1], props[layer + 1].kernel, mult=transmissions[layer], store=fields[layer])
-    y = a.copy()
-    return Taps(fields, y, _intensity(xp, y))
+    be = props[-1].backend
+    xp, cdt = be.xp, be.complex_dtype
+    fields = xp.empty((n_layers,) + tuple(inputs.shape), dtype=cdt)
+    y = xp.empty(inputs.shape, dtype=cdt)
+    intensity = xp.empty(inputs.shape, dtype=be.real_dtype)
+
+    def run(block, worker):
+        if first is not None:
+            a = first[block]
+        elif props[0] is None:
+            a = inputs[block]
+        else:
+            a = hop(inputs[block], props[0], props[0].kernel, worker=worker)
+        for layer in range(n_layers):
+            p = props[layer + 1]
+            a = hop(a, p, p.kernel, mult=transmissions[layer], store=fields[layer, block], worker=worker)
+        y[block] = a
+        _intensity_into(xp, y[block], intensity[block])
+
+    be.map_blocks(run, inputs.shape[0], _max_pad(props))
+    return Taps(fields, y, intensity)
 
 
 def first_hop(inputs, props: Sequence[Propagator]):
@@ -65,15 +75,14 @@ def first_hop(inputs, props: Sequence[Propagator]):
     return inputs if props[0] is None else propagate(inputs, props[0])
 
 
-def _intensity(xp, y):
-    """``|y|^2`` in the real dtype (one pass, no complex temporary)."""
+def _intensity_into(xp, y, out) -> None:
+    """``out <- |y|^2`` in the real dtype (no complex temporary)."""
     if xp.__name__ == "cupy":
-        return _abs2(xp)(y)
-    re = y.real
-    out = re * re
-    im = y.imag
+        _abs2(xp)(y, out)
+        return
+    re, im = y.real, y.imag
+    xp.multiply(re, re, out=out)
     out += im * im
-    return out
 
 
 _ABS2: list = []
@@ -83,8 +92,7 @@ def _abs2(cp):
     if not _ABS2:
         _ABS2.append(cp.ElementwiseKernel("T y", "R out", "out = y.real() * y.real() + y.imag() * y.imag()",
                                           "ffm_abs2"))
-    k = _ABS2[0]
-    return lambda y: k(y, cp.empty(y.shape, dtype=y.real.dtype))
+    return _ABS2[0]
 
 
 def error_pass(error, transmissions, props: Sequence[Propagator], transpose: bool,
@@ -98,36 +106,51 @@ def error_pass(error, transmissions, props: Sequence[Propagator], transpose: boo
     """
     n_layers = transmissions.shape[0]
     _check_props(props, n_layers)
-    xp = _xp(props)
-    fields = xp.empty((n_layers,) + tuple(error.shape), dtype=props[-1].backend.complex_dtype)
+    be = props[-1].backend
+    xp, cdt = be.xp, be.complex_dtype
+    fields = xp.empty((n_layers,) + tuple(error.shape), dtype=cdt)
+    at_input = xp.empty(error.shape, dtype=cdt) if to_input else None
 
     def kernel(p):
         return p.kernel_t if transpose else p.kernel
 
-    p = props[n_layers]
-    fields[n_layers - 1] = hop(error, p, kernel(p))
-    for layer in range(n_layers - 1, 0, -1):
-        p = props[layer]
-        fields[layer - 1] = hop(fields[layer], p, kernel(p), mult=transmissions[layer])
-    at_input = None
-    if to_input:
-        at_input = fields[0] * transmissions[0] if props[0] is None else \
-            hop(fields[0], props[0], kernel(props[0]), mult=transmissions[0]).copy()
+    def run(block, worker):
+        p = props[n_layers]
+        fields[n_layers - 1, block] = hop(error[block], p, kernel(p), worker=worker)
+        for layer in range(n_layers - 1, 0, -1):
+            p = props[layer]
+            fields[layer - 1, block] = hop(fields[layer, block], p, kernel(p), mult=transmissions[layer],
+                                           worker=worker)
+        if to_input and props[0] is None:
+            xp.multiply(fields[0, block], transmissions[0], out=at_input[block])
+        elif to_input:
+            at_input[block] = hop(fields[0, block], props[0], kernel(props[0]), mult=transmissions[0],
+                                  worker=worker)
+
+    be.map_blocks(run, error.shape[0], _max_pad(props))
     return Taps(fields, at_input)
 
 
 def output_field(inputs, transmissions, props: Sequence[Propagator]):
     """Detector field only (inference), without storing the layer taps."""
-    a = inputs if props[0] is None else hop(inputs, props[0], props[0].kernel)
-    for layer in range(transmissions.shape[0]):
-        a = hop(a, props[layer + 1], props[layer + 1].kernel, mult=transmissions[layer])
-    return a.copy()
+    be = props[-1].backend
+    y = be.xp.empty(inputs.shape, dtype=be.complex_dtype)
+
+    def run(block, worker):
+        a = inputs[block] if props[0] is None else hop(inputs[block], props[0], props[0].kernel, worker=worker)
+        for layer in range(transmissions.shape[0]):
+            p = props[layer + 1]
+            a = hop(a, p, p.kernel, mult=transmissions[layer], worker=worker)
+        y[block] = a
+
+    be.map_blocks(run, inputs.shape[0], _max_pad(props))
+    return y
+
+
+def _max_pad(props) -> int:
+    return max(p.n_pad for p in props if p is not None)
 
 
 def _check_props(props, n_layers: int) -> None:
     if len(props) != n_layers + 1:
         raise ValueError(f"need {n_layers + 1} propagators for {n_layers} layers, got {len(props)}")
-
-
-def _xp(props):
-    return props[-1].backend.xp

@@ -56,13 +56,15 @@ def error_field(d_intensity, output_field):
     return d_intensity * output_field.conj()
 
 
-def phase_gradient(data_fields, error_fields):
-    """``dL/dphi_l = -2 Im(sum_b u_l eps_l)`` for taps (L, B, *plane); returns (L, *plane) real."""
+def phase_gradient(data_fields, error_fields, backend=None):
+    """``dL/dphi_l = -2 Im(sum_b u_l eps_l)`` for taps (L, B, *plane); returns (L, *plane) real.
+
+    With a NumPy ``backend`` the batch sum is split by pixel among its worker threads."""
     xp = array_namespace(data_fields)
     if xp.__name__ == "cupy" and data_fields.ndim >= 3 and data_fields.flags.c_contiguous \
             and error_fields.flags.c_contiguous and data_fields.dtype == error_fields.dtype:
         return _cupy_phase_gradient(xp, data_fields, error_fields)
-    return -2.0 * _batch_product(data_fields, error_fields).imag
+    return -2.0 * batch_product(data_fields, error_fields, backend).imag
 
 
 def _cupy_phase_gradient(cp, u, eps):
@@ -76,14 +78,25 @@ def _cupy_phase_gradient(cp, u, eps):
     return out
 
 
-def amplitude_gradient(data_fields, error_fields, amplitudes):
+def amplitude_gradient(data_fields, error_fields, amplitudes, backend=None):
     """``dL/dA_l = 2 Re(sum_b u_l eps_l) / A_l``; ``amplitudes`` (L, n, n) in (0, 1]."""
-    return 2.0 * _batch_product(data_fields, error_fields).real / amplitudes
+    return 2.0 * batch_product(data_fields, error_fields, backend).real / amplitudes
 
 
-def _batch_product(u, eps):
+def batch_product(u, eps, backend=None):
+    """``sum_b u_l eps_l`` (L, *plane) complex for taps (L, B, *plane), no conjugation."""
     xp = array_namespace(u)
-    return xp.einsum("lb...,lb...->l...", u, eps)
+    if backend is None or backend.name != "numpy" or u.ndim < 3 or backend.fft_threads == 1:
+        return xp.einsum("lb...,lb...->l...", u, eps)
+    n_layers, batch = u.shape[:2]
+    u2, e2 = u.reshape(n_layers, batch, -1), eps.reshape(n_layers, batch, -1)
+    out = xp.empty((n_layers, u2.shape[2]), dtype=xp.result_type(u, eps))
+
+    def run(part, worker):
+        out[:, part] = xp.einsum("lbp,lbp->lp", u2[:, :, part], e2[:, :, part])
+
+    backend.map_split(run, u2.shape[2])
+    return out.reshape((n_layers,) + u.shape[2:])
 
 
 @dataclass
@@ -99,19 +112,45 @@ class StepResult:
 
 
 def forward_only_step(chip: OpticalChip, inputs, targets, objective: Objective,
-                      round_index: int, samples) -> StepResult:
+                      round_index: int, samples, samples_per_pass: int | None = None) -> StepResult:
     """Data pass, error field, error pass, gradients: the FFM step on ``chip``.
 
     ``inputs`` (B, n, n) real amplitudes, ``targets`` labels (B,) or intensity images,
     ``samples`` (B,) global sample ids that key the measurement noise with ``round_index``.
+
+    ``samples_per_pass`` (memory-lean mode): the chip measures at most this many samples per
+    pass, so only their 2 L taps are held at once. The loss is a batch mean, so with parts of
+    ``B_m`` samples ``L = sum_m (B_m / B) L_m`` and the gradients add the same way; noise is
+    keyed per sample, so the step equals the whole-batch step up to float rounding.
     """
     samples = tuple(int(s) for s in samples)
     if len(samples) != inputs.shape[0]:
         raise ValueError(f"samples has {len(samples)} ids for a batch of {inputs.shape[0]}")
+    if samples_per_pass is not None and samples_per_pass < 1:
+        raise ValueError(f"samples_per_pass must be >= 1, got {samples_per_pass}; or None for the whole batch")
+    if samples_per_pass is None or samples_per_pass >= len(samples):
+        return _one_pass_step(chip, inputs, targets, objective, round_index, samples)
+    parts = [_one_pass_step(chip, inputs[s:s + samples_per_pass], targets[s:s + samples_per_pass], objective,
+                            round_index, samples[s:s + samples_per_pass])
+             for s in range(0, len(samples), samples_per_pass)]
+    return _combine(parts)
+
+
+def _one_pass_step(chip, inputs, targets, objective, round_index, samples) -> StepResult:
     taps = chip.data_pass(inputs, PassKey(round_index, "data", samples))
     loss, e, scores = detector_error(chip, taps, targets, objective)
     etaps = chip.error_pass(e, PassKey(round_index, "error", samples))
     return _result(chip, taps.fields, etaps.fields, loss, scores, targets, objective)
+
+
+def _combine(parts: list[StepResult]) -> StepResult:
+    """One batch's step from steps on its parts, each a mean over its own samples."""
+    total = sum(p.n_samples for p in parts)
+    w = [p.n_samples / total for p in parts]
+    amp = None if parts[0].grad_amplitude is None else sum(wi * p.grad_amplitude for wi, p in zip(w, parts))
+    return StepResult(float(sum(wi * p.loss for wi, p in zip(w, parts))), total, sum(p.n_correct for p in parts),
+                      sum(wi * p.grad_phase for wi, p in zip(w, parts)), amp,
+                      np.concatenate([p.scores for p in parts]))
 
 
 def detector_error(chip: OpticalChip, taps, targets, objective: Objective):
@@ -126,11 +165,11 @@ def detector_error(chip: OpticalChip, taps, targets, objective: Objective):
 def layer_gradients(chip: OpticalChip, data_fields, error_fields) -> dict[str, np.ndarray]:
     """``{'phase': dL/dphi, ['amplitude': dL/dA]}`` of the chip's own layers (NumPy float64)."""
     be = chip.backend
-    out = {"phase": be.to_numpy(phase_gradient(data_fields, error_fields)).astype(np.float64)}
-    if chip.amplitudes is not None:
-        out["amplitude"] = be.to_numpy(amplitude_gradient(data_fields, error_fields,
-                                                          chip.amplitudes)).astype(np.float64)
-    return out
+    if chip.amplitudes is None:
+        return {"phase": be.to_numpy(phase_gradient(data_fields, error_fields, be)).astype(np.float64)}
+    prod = batch_product(data_fields, error_fields, be)  # shared by both gradients
+    return {"phase": be.to_numpy(-2.0 * prod.imag).astype(np.float64),
+            "amplitude": be.to_numpy(2.0 * prod.real / chip.amplitudes).astype(np.float64)}
 
 
 def true_gradient(chip: SimulatedChip, inputs, targets, objective: Objective) -> StepResult:

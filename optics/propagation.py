@@ -170,22 +170,29 @@ def _apply(field, prop: Propagator, kernel):
     if field.shape[-2:] != (n, n):
         raise ValueError(f"field has shape {tuple(field.shape)}, expected (..., {n}, {n}) for this propagator")
     lead = field.shape[:-2]
-    out = hop(field.reshape((-1, n, n)), prop, kernel)
-    return out.copy().reshape(lead + (n, n))
+    flat = field.reshape((-1, n, n))
+    out = prop.backend.xp.empty(flat.shape, dtype=prop.backend.complex_dtype)
+
+    def run(block, worker):
+        out[block] = hop(flat[block], prop, kernel, worker=worker)
+
+    prop.backend.map_blocks(run, flat.shape[0], prop.n_pad)
+    return out.reshape(lead + (n, n))
 
 
-def hop(field, prop: Propagator, kernel, mult=None, store=None):
+def hop(field, prop: Propagator, kernel, mult=None, store=None, worker: int | None = None):
     """``crop IFFT(kernel FFT(pad(field * mult)))`` for (B, n, n) fields, without copies.
 
     Returns a *view* into the backend's workspace for (B, n_pad, n_pad): valid until the
     next transform of that shape, so copy out what you keep. ``mult`` (n, n) multiplies the
     field on the way in (a layer's transmission), fused with loading the workspace; with
     ``store`` (B, n, n) the product ``field * mult`` is also written there (the data-pass
-    tap). ``field`` may be the view a previous ``hop`` returned.
+    tap). ``field`` may be the view a previous ``hop`` returned. ``worker`` names the block
+    worker of :meth:`Backend.map_blocks` running this hop (its own workspace and plans).
     """
     n, n_pad, be = prop.n, prop.n_pad, prop.backend
     xp = be.xp
-    buf = be.workspace((field.shape[0], n_pad, n_pad))
+    buf = be.workspace((field.shape[0], n_pad, n_pad), worker)
     o = (n_pad - n) // 2
     centre = buf[:, o:o + n, o:o + n] if n_pad > n else buf
     if be.name == "cupy":

@@ -40,8 +40,9 @@ class ChipSpec:
     precision: str = "complex64"
     fft_threads: int | None = None
     fft_planner: str = "estimate"
-    classes: tuple | None = None
-    calibrate_registration: bool = False   # measure and correct the chip's registration at start   # width topology: this chip's sub-task (these classes + "other")
+    classes: tuple | None = None           # width topology: this chip's sub-task (these classes + "other")
+    calibrate_registration: bool = False   # measure and correct the chip's registration at start
+    samples_per_pass: int | None = None    # memory-lean: at most this many samples per pass (None: the shard)
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ class ChipWorker:
                 os._exit(1)  # a hard crash, as a lost host would look
         target = self._program(on, params, version)
         x, y, ids = self._inputs(self.split.train, np.asarray(shard))
-        res = ffm.forward_only_step(target, x, y, self.objective, round_index, ids)
+        res = ffm.forward_only_step(target, x, y, self.objective, round_index, ids, self.spec.samples_per_pass)
         out = {"grad/phase": res.grad_phase, "loss": res.loss, "n": res.n_samples, "correct": res.n_correct}
         if res.grad_amplitude is not None:
             out["grad/amplitude"] = res.grad_amplitude

@@ -78,7 +78,7 @@ def make_plan(cfg: RunConfig, n_classes: int) -> Plan:
     t = cfg.trainer
     chips = tuple(ChipSpec(i, int(cfg.topology.chip_seeds[i]), geometry, hardware, measurement, c.backend,
                            c.precision, c.fft_threads or max(1, int(c.num_cpus)), c.fft_planner,
-                           calibrate_registration=c.calibrate_registration)
+                           calibrate_registration=c.calibrate_registration, samples_per_pass=c.samples_per_pass)
                   for i in range(cfg.topology.n_chips))
     if cfg.topology.kind == "width":
         chips = _subtasks(chips, geometry, n_classes)

@@ -38,6 +38,7 @@ class ChipConfig:
     precision: str = "complex64"
     fft_threads: int | None = None
     fft_planner: str = "estimate"                 # estimate (bitwise reproducible) | measure (faster)
+    samples_per_pass: int | None = None           # memory-lean: at most this many samples per chip pass
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     resources: dict = field(default_factory=dict)  # custom Ray resources, e.g. {optical_chip: 1}
@@ -193,7 +194,8 @@ POSITIVE = {"study.focusing.ffm_steps", "study.focusing.lr", "study.focusing.seq
             "study.focusing.pso_particles", "study.focusing.pso_iterations", "study.exceptional_point.lr",
             "study.exceptional_point.steps", "trainer.epochs", "trainer.batch_size", "trainer.eval_batch_size", "trainer.lr",
             "trainer.temperature", "topology.n_chips", "topology.microbatches", "cluster.round_timeout_s", "checkpoint_every",
-            "chip.n", "chip.n_layers", "chip.n_modes", "task.features", "chip.distance", "trainer.max_rounds", "chip.fft_threads"}
+            "chip.n", "chip.n_layers", "chip.n_modes", "task.features", "chip.distance", "trainer.max_rounds", "chip.fft_threads",
+            "chip.samples_per_pass"}
 NONNEGATIVE = {"sweep.max_parallel", "sweep.stop_after", "chip.level", "chip.num_cpus", "chip.num_gpus", "trainer.momentum", "trainer.fidelity_every",
                "cluster.max_restarts", "cluster.round_retries", "chip.pad"}
 
@@ -282,6 +284,8 @@ def _check_relations(cfg: RunConfig) -> None:
                           "data_parallel with chip=mzi")
     if cfg.chip.calibrate_registration and (cfg.chip.kind != "diffractive" or top.kind == "pipeline"):
         raise ConfigError("chip.calibrate_registration needs chip=diffractive and a topology other than pipeline")
+    if cfg.chip.samples_per_pass is not None and top.kind == "pipeline":
+        raise ConfigError("chip.samples_per_pass does not apply to topology=pipeline; set topology.microbatches")
     if cfg.task.name == "iris" and cfg.chip.kind != "mzi":
         raise ConfigError("task=iris has 4 features, not images: use it with chip=mzi")
     if cfg.task.name == "idx" and not cfg.task.data_dir:

@@ -33,4 +33,5 @@ def test_b1_step_benchmark_runs_on_cpu(tmp_path):
     assert case["n_pad"] == 264 and case["ffts_per_step"] == 22
     assert case["contenders"]["ours"]["samples_per_s"] > 0
     assert case["contenders"]["ours-cached"]["samples_per_s"] > 0
+    assert case["contenders"]["ours-lean"]["samples_per_s"] > 0
     assert "| ref | 264^2 | 2 |" in (tmp_path / "b1-cpu.md").read_text()

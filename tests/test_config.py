@@ -43,9 +43,11 @@ def test_default_is_two_chips_data_parallel_ffm_mlflow():
     ("+chip.hardware.phase_scren_rad=0.1", r"chip.hardware: unknown HardwareSpec option\(s\) \['phase_scren_rad'\]"),
     ("chip.n=4", "chip: n must be >= 8 pixels"),
     ("cluster.on_chip_failure=ignore", "cluster.on_chip_failure must be one of fail, drop"),
+    ("chip.samples_per_pass=0", "chip.samples_per_pass must be"),
+    ("chip.samples_per_pass=4 topology=pipeline", "chip.samples_per_pass does not apply to topology=pipeline"),
 ])
 def test_bad_values_one_line(override, match):
     with pytest.raises(ConfigError, match=match) as e:
-        cfg = load_config(compose(override))
+        cfg = load_config(compose(*override.split()))
         make_plan(cfg, 10)
     assert "\n" not in str(e.value)
