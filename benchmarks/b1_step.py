@@ -181,10 +181,6 @@ def run_case(case: str, args, torch, cp) -> dict:
         contenders["ours-lean"] = ours(twin, max(1, batch // 4))
     if "ours-cached" in args.contenders:
         contenders["ours-cached"] = ours(cached)
-    if args.device == "cpu" and args.planner == "measure" and "ours-estimate" in args.contenders:
-        est = DigitalTwin(g, get_backend("numpy", "complex64", fft_threads=args.threads, fft_planner="estimate"))
-        est.program(phases)
-        contenders["ours-estimate"] = ours(est)
     if args.noisy:
         chip = SimulatedChip(g, seed=1, backend=get_backend(backend.name, "complex64", fft_threads=args.threads,
                                                              fft_planner=args.planner))
@@ -321,19 +317,19 @@ def table(result: dict) -> str:
     lines = [f"B1, one FFM step (data pass + error pass + phase gradients), complex64, {dev.upper()}: {where}; "
              f"{result['machine']['date']}; FFT planner {result['planner']}", "",
              "| case | FFT size | batch | ours samples/s | torch autograd samples/s | ours / torch | "
-             "ours, cached input plane | ours, estimate plans | FFT floor samples/s | ours / floor | torch / floor | "
+             "ours, cached input plane | FFT floor samples/s | ours / floor | torch / floor | "
              "peak MB (ours / torch) | ours memory-lean (B/4 per pass): samples/s, peak MB | load avg |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["cases"]:
         c = r["contenders"]
-        o, t, oc, oe = c.get("ours"), c.get("torch"), c.get("ours-cached"), c.get("ours-estimate")
+        o, t, oc = c.get("ours"), c.get("torch"), c.get("ours-cached")
         lean = c.get("ours-lean")
         floor_sps = r["batch"] / r["fft_floor_s"]
         fmt = lambda v, f="{:.1f}": "-" if v is None else f.format(v)  # noqa: E731
         lines.append("| " + " | ".join([
             r["case"], f"{r['n_pad']}^2", str(r["batch"]), fmt(o and o["samples_per_s"]),
             fmt(t and t["samples_per_s"]), fmt(o and t and o["vs_torch"], "{:.2f}x"),
-            fmt(oc and oc["samples_per_s"]), fmt(oe and oe["samples_per_s"]), fmt(floor_sps), fmt(o and o["floor_frac"], "{:.2f}"),
+            fmt(oc and oc["samples_per_s"]), fmt(floor_sps), fmt(o and o["floor_frac"], "{:.2f}"),
             fmt(t and t["floor_frac"], "{:.2f}"),
             f"{fmt(o and o.get('peak_step_mb'), '{:.0f}')} / {fmt(t and t.get('peak_step_mb'), '{:.0f}')}",
             f"{fmt(lean and lean['samples_per_s'])}, {fmt(lean and lean.get('peak_step_mb'), '{:.0f}')}",
@@ -373,8 +369,7 @@ def main(argv=None) -> dict:
     p.add_argument("--planner", default="measure", choices=["estimate", "measure"])
     p.add_argument("--cache-batches", type=int, default=4,
                    help="distinct batches cycled through (ours-cached holds them all)")
-    p.add_argument("--contenders", nargs="+", default=["ours", "ours-cached", "ours-estimate", "ours-lean", "torch"],
-                   help="ours-estimate: FFTW_ESTIMATE plans, the bitwise-reproducible default of ffm-train")
+    p.add_argument("--contenders", nargs="+", default=["ours", "ours-cached", "ours-lean", "torch"])
     p.add_argument("--noisy", action="store_true", help="also a noisy SimulatedChip step (ours-noisy)")
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))

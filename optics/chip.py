@@ -290,7 +290,7 @@ class InputPlaneCache:
         if any(s is None for s in slots):
             self.misses += 1
             return None, keys
-        idx = self.backend.asarray(np.asarray(slots, dtype=np.int64))
+        idx = self._index(slots)
         if not bool(self.backend.xp.array_equal(self._x[idx], x)):
             self.misses += 1
             return None, keys
@@ -298,6 +298,12 @@ class InputPlaneCache:
             self._slots.move_to_end(k)
         self.hits += 1
         return self._a[idx], keys
+
+    def _index(self, slots: list[int]):
+        """Slots as a slice (a view, no gather) when consecutive, as a batch stored in order is."""
+        if slots == list(range(slots[0], slots[0] + len(slots))):
+            return slice(slots[0], slots[0] + len(slots))
+        return self.backend.asarray(np.asarray(slots, dtype=np.int64))
 
     def store(self, x, first, keys) -> None:
         """Hold ``first = P_0 x`` for each sample of ``x`` under ``keys`` from :meth:`lookup`."""
@@ -315,6 +321,6 @@ class InputPlaneCache:
             else:
                 self._slots.move_to_end(k)
             slots.append(slot)
-        idx = self.backend.asarray(np.asarray(slots, dtype=np.int64))
+        idx = self._index(slots)
         self._x[idx] = x
         self._a[idx] = first

@@ -39,7 +39,7 @@ class ChipSpec:
     backend: str = "numpy"
     precision: str = "complex64"
     fft_threads: int | None = None
-    fft_planner: str = "estimate"
+    fft_planner: str = "measure"
     classes: tuple | None = None           # width topology: this chip's sub-task (these classes + "other")
     calibrate_registration: bool = False   # measure and correct the chip's registration at start
     samples_per_pass: int | None = None    # memory-lean: at most this many samples per pass (None: the shard)

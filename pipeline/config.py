@@ -37,7 +37,7 @@ class ChipConfig:
     backend: str = "numpy"
     precision: str = "complex64"
     fft_threads: int | None = None
-    fft_planner: str = "estimate"                 # estimate (bitwise reproducible) | measure (faster)
+    fft_planner: str = "measure"                  # measure (fast; plans shared via a wisdom file) | estimate
     samples_per_pass: int | None = None           # memory-lean: at most this many samples per chip pass
     num_cpus: float = 1.0
     num_gpus: float = 0.0

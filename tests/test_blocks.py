@@ -121,3 +121,35 @@ def test_memory_lean_step_equals_whole_batch(per_pass):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12 * np.abs(b).max())
     with pytest.raises(ValueError, match="samples_per_pass must be >= 1"):
         forward_only_step(chip, x, y, Objective(), 7, range(10, 15), samples_per_pass=0)
+
+
+def test_input_plane_cache_serves_exact_fields_and_never_stale():
+    """``input_cache``: a batch seen before skips ``P_0`` with identical results, in order or
+    shuffled; a changed input is recomputed; the least recently used samples are evicted."""
+    be = get_backend("numpy", "complex128", fft_threads=2)
+    rng = np.random.default_rng(8)
+    phases = rng.uniform(0, 2 * np.pi, (GEOM.n_layers, GEOM.n, GEOM.n))
+    plain, cached = DigitalTwin(GEOM, be), DigitalTwin(GEOM, be, input_cache=8)
+    plain.program(phases)
+    cached.program(phases)
+    x = rng.uniform(0, 1, (6, GEOM.n, GEOM.n))
+    y = np.arange(6) % 4
+    cache = cached._input_cache
+
+    def same(xb, yb):
+        a = forward_only_step(plain, xb, yb, Objective(), 0, range(len(yb))).grad_phase
+        b = forward_only_step(cached, xb, yb, Objective(), 0, range(len(yb))).grad_phase
+        np.testing.assert_array_equal(b, a)
+
+    same(x, y)
+    assert (cache.hits, cache.misses) == (0, 1)
+    same(x, y)                       # stored in order: served as a view
+    order = np.array([4, 0, 5, 2])
+    same(x[order], y[order])         # shuffled: gathered
+    assert cache.hits == 2
+    x2 = x.copy()
+    x2[1, 3, 3] += 0.5
+    same(x2[:4], y[:4])              # one pixel changed: recomputed, not stale
+    assert cache.misses == 2
+    same(rng.uniform(0, 1, (6, GEOM.n, GEOM.n)), y)  # 6 new samples evict the oldest
+    assert len(cache._slots) == 8
