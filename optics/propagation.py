@@ -151,8 +151,10 @@ def make_propagator(backend: Backend, n: int, pitch: float, wavelength: float, d
     scale = 1.0 / (n_pad * n_pad)
     symmetric = bool(np.array_equal(h, h_t))
     cdt = backend.complex_dtype
-    return Propagator(backend, int(n), int(n_pad), backend.asarray(h * scale, cdt),
-                      backend.asarray(h_t * scale, cdt), symmetric)
+    kernel = backend.asarray(np.ascontiguousarray(h * scale), cdt)
+    # C order matters: multiplying a C-ordered field by a kernel in another order ran 5x slower
+    kernel_t = kernel if symmetric else backend.asarray(np.ascontiguousarray(h_t * scale), cdt)
+    return Propagator(backend, int(n), int(n_pad), kernel, kernel_t, symmetric)
 
 
 def propagate(field, prop: Propagator):
