@@ -70,6 +70,7 @@ class Backend:
     _plans: dict = field(default_factory=dict, repr=False)
     _work: dict = field(default_factory=dict, repr=False)
     _pool: Any = field(default=None, repr=False)
+    _pool_pid: int = field(default=-1, repr=False)
     _lock: Any = field(default_factory=threading.Lock, repr=False)
 
     # -- transfers -------------------------------------------------------------------
@@ -157,8 +158,9 @@ class Backend:
         if workers == 1:
             run(0)
             return
-        if self._pool is None:
+        if self._pool is None or self._pool_pid != os.getpid():  # a forked child has no pool threads
             self._pool = ThreadPoolExecutor(self.fft_threads - 1, thread_name_prefix="ffm-block")
+            self._pool_pid = os.getpid()
         futures = [self._pool.submit(run, w) for w in range(1, workers)]
         try:
             run(0)

@@ -153,3 +153,18 @@ def test_input_plane_cache_serves_exact_fields_and_never_stale():
     assert cache.misses == 2
     same(rng.uniform(0, 1, (6, GEOM.n, GEOM.n)), y)  # 6 new samples evict the oldest
     assert len(cache._slots) == 8
+
+
+def test_a_forked_child_makes_its_own_worker_threads():
+    """A fork copies the backend but not its pool's threads: the child must not wait on them."""
+    import multiprocessing as mp
+
+    be = _backend(2, 1)
+    be.map_blocks(lambda block, worker: None, 4, 16)  # the parent's pool exists
+    ctx = mp.get_context("fork")
+    proc = ctx.Process(target=be.map_blocks, args=(lambda block, worker: None, 4, 16))
+    proc.start()
+    proc.join(60)
+    if proc.is_alive():  # hung on threads that do not exist in the child
+        proc.kill()
+    assert proc.exitcode == 0
