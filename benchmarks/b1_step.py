@@ -337,15 +337,6 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _fixed_mmap_threshold() -> None:
-    """Large blocks straight from mmap and back on free, so a step's peak RSS is its working set
-    (glibc's adaptive threshold keeps freed blocks on the heap); re-executes once. Only for the
-    memory measurement: it costs page faults, so timings run with the default allocator."""
-    if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None and sys.platform.startswith("linux"):
-        os.environ["MALLOC_MMAP_THRESHOLD_"] = str(1 << 20)
-        os.execv(sys.executable, [sys.executable] + sys.argv)
-
-
 def cpu_peak_memory(argv: list[str]) -> dict:
     """``{case: {contender: MB}}`` from ``b1_step.py --memory-only`` in a child process."""
     import subprocess  # noqa: PLC0415

@@ -81,7 +81,7 @@ def measure_registration(chip, twin, n_probes: int = 4, seed: int = 0, max_freq:
     arriving = [taps.fields[i] for i in range(g.n_layers)] + [taps.output]
     shifts = np.zeros((g.n_layers + 1, 2))
     for hop in range(1, g.n_layers + 1):   # P_0 is left alone: see the module docstring
-        pred = be.to_numpy(_intensity(propagate(be.xp.array(leaving[hop]), twin.props[hop])))
+        pred = be.to_numpy(_intensity(propagate(leaving[hop], twin.props[hop])))
         meas = be.to_numpy(_intensity(arriving[hop]))
         shifts[hop] = np.mean([subpixel_shift(m, p, max_freq) for m, p in zip(meas, pred)], axis=0)
     return shifts

@@ -54,20 +54,27 @@ def data_pass(inputs, transmissions, props: Sequence[Propagator], first=None) ->
     intensity = xp.empty(inputs.shape, dtype=be.real_dtype)
 
     def run(block, worker):
-        if first is not None:
-            a = first[block]
-        elif props[0] is None:
-            a = inputs[block]
-        else:
-            a = hop(inputs[block], props[0], props[0].kernel, worker=worker)
-        for layer in range(n_layers):
-            p = props[layer + 1]
-            a = hop(a, p, p.kernel, mult=transmissions[layer], store=fields[layer, block], worker=worker)
-        y[block] = a
+        y[block] = _forward_block(inputs, transmissions, props, block, worker, first, fields)
         _intensity_into(xp, y[block], intensity[block])
 
     be.map_blocks(run, inputs.shape[0], _max_pad(props))
     return Taps(fields, y, intensity)
+
+
+def _forward_block(inputs, transmissions, props, block, worker, first=None, fields=None):
+    """One block's data pass: ``P_0`` (or ``first``), then every layer; returns the detector
+    field (a workspace view). With ``fields`` (L, B, n, n) the taps ``u_l`` are stored there."""
+    if first is not None:
+        a = first[block]
+    elif props[0] is None:
+        a = inputs[block]
+    else:
+        a = hop(inputs[block], props[0], props[0].kernel, worker=worker)
+    for layer in range(transmissions.shape[0]):
+        p = props[layer + 1]
+        store = None if fields is None else fields[layer, block]
+        a = hop(a, p, p.kernel, mult=transmissions[layer], store=store, worker=worker)
+    return a
 
 
 def first_hop(inputs, props: Sequence[Propagator]):
@@ -137,11 +144,7 @@ def output_field(inputs, transmissions, props: Sequence[Propagator]):
     y = be.xp.empty(inputs.shape, dtype=be.complex_dtype)
 
     def run(block, worker):
-        a = inputs[block] if props[0] is None else hop(inputs[block], props[0], props[0].kernel, worker=worker)
-        for layer in range(transmissions.shape[0]):
-            p = props[layer + 1]
-            a = hop(a, p, p.kernel, mult=transmissions[layer], worker=worker)
-        y[block] = a
+        y[block] = _forward_block(inputs, transmissions, props, block, worker)
 
     be.map_blocks(run, inputs.shape[0], _max_pad(props))
     return y

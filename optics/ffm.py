@@ -78,11 +78,6 @@ def _cupy_phase_gradient(cp, u, eps):
     return out
 
 
-def amplitude_gradient(data_fields, error_fields, amplitudes, backend=None):
-    """``dL/dA_l = 2 Re(sum_b u_l eps_l) / A_l``; ``amplitudes`` (L, n, n) in (0, 1]."""
-    return 2.0 * batch_product(data_fields, error_fields, backend).real / amplitudes
-
-
 def batch_product(u, eps, backend=None):
     """``sum_b u_l eps_l`` (L, *plane) complex for taps (L, B, *plane), no conjugation."""
     xp = array_namespace(u)
