@@ -261,19 +261,22 @@ class InputPlaneCache:
 
     The light reaching layer 1 does not depend on the phases, so a data pass whose inputs are
     all held skips its first propagation (2 of its ``2 (L + 1)`` FFTs). Samples are found by
-    a fingerprint (two random projections of the field) and then compared exactly with the
-    stored input, so a hit returns exactly what the propagation would compute and a changed
+    an exact integer fingerprint (the field's bits as 64-bit words, dotted with two fixed
+    random odd words, modulo ``2**64``: integer arithmetic, so the key of a sample is the
+    same in any batch, on any CPU or BLAS, in any summation order) and then compared
+    exactly with the stored input, so a hit returns exactly what the propagation would compute and a changed
     input is never served stale. Holds ``capacity`` samples (least recently used evicted):
     two (capacity, n, n) complex slabs on the chip's backend.
     """
 
     def __init__(self, capacity: int, n: int, backend: Backend):
         self.capacity, self.backend = capacity, backend
-        xp, cdt, rdt = backend.xp, backend.complex_dtype, backend.real_dtype
+        xp, cdt = backend.xp, backend.complex_dtype
         self._x = xp.empty((capacity, n, n), dtype=cdt)
         self._a = xp.empty((capacity, n, n), dtype=cdt)
-        w = np.random.default_rng(0x1C).standard_normal((2 * n * n, 2))
-        self._w = backend.asarray(w, rdt)
+        words = n * n * np.dtype(cdt).itemsize // 8
+        w = np.random.default_rng(0x1C).integers(0, 2**63, size=(words, 2), dtype=np.uint64) * 2 + 1
+        self._w = backend.asarray(w)
         self._slots: OrderedDict = OrderedDict()
         self.hits = self.misses = 0
 
@@ -282,10 +285,8 @@ class InputPlaneCache:
         b = x.shape[0]
         if b > self.capacity:
             return None, None
-        rdt = self.backend.real_dtype
         x = self.backend.xp.ascontiguousarray(x)
-        fp = self.backend.to_numpy(x.view(rdt).reshape(b, -1) @ self._w)
-        keys = [row.tobytes() for row in fp]
+        keys = self.keys(x)
         slots = [self._slots.get(k) for k in keys]
         if any(s is None for s in slots):
             self.misses += 1
@@ -298,6 +299,11 @@ class InputPlaneCache:
             self._slots.move_to_end(k)
         self.hits += 1
         return self._a[idx], keys
+
+    def keys(self, x) -> list[bytes]:
+        """Per-sample keys of contiguous complex inputs ``x`` (B, n, n): ``words @ w mod 2**64``."""
+        words = x.view(self.backend.xp.uint64).reshape(x.shape[0], -1)
+        return [row.tobytes() for row in self.backend.to_numpy(words @ self._w)]
 
     def _index(self, slots: list[int]):
         """Slots as a slice (a view, no gather) when consecutive, as a batch stored in order is."""

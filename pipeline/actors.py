@@ -47,10 +47,27 @@ class ChipSpec:
 
 @dataclass(frozen=True)
 class FaultPlan:
-    """Fault injection for tests: exit this process at ``round`` if this is chip ``chip``, once."""
+    """Fault injection for tests: chip ``k``'s process exits (a hard crash, as a lost host
+    would look) when it starts call ``call`` of round ``r``, once per point ``(k, call, r)``.
 
-    chip: int | None = None
-    round: int | None = None
+    Calls: ``round`` (a training round; a pipeline stage's first microbatch), ``val`` and
+    ``test`` (an evaluation; the final test runs at the last round + 1). A marker file per
+    point in ``marker_dir`` remembers across restarts that it already fired.
+    """
+
+    points: tuple[tuple[int, str, int], ...] = ()
+    marker_dir: str | None = None
+
+    def maybe_crash(self, chip: int, call: str, round_index: int) -> None:
+        if (chip, call, round_index) not in self.points or self.marker_dir is None:
+            return
+        os.makedirs(self.marker_dir, exist_ok=True)
+        try:
+            os.close(os.open(os.path.join(self.marker_dir, f"{chip}-{call}-{round_index}"),
+                             os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+        os._exit(1)
 
 
 class ChipWorker:
@@ -109,11 +126,7 @@ class ChipWorker:
         ``n``, ``correct``, ``compute_s`` and, if asked and simulated, ``fidelity_cosine``.
         """
         t0 = time.perf_counter()
-        if self.fault.chip == self.spec.index and self.fault.round == round_index:
-            import ray  # noqa: PLC0415  (only reached in fault-injection runs, inside an actor)
-
-            if not ray.get_runtime_context().was_current_actor_reconstructed:
-                os._exit(1)  # a hard crash, as a lost host would look
+        self.fault.maybe_crash(self.spec.index, "round", round_index)
         target = self._program(on, params, version)
         x, y, ids = self._inputs(self.split.train, np.asarray(shard))
         res = ffm.forward_only_step(target, x, y, self.objective, round_index, ids, self.spec.samples_per_pass)
@@ -130,6 +143,7 @@ class ChipWorker:
                  batch_size: int, n_examples: int = 0, probabilities: bool = False) -> dict:
         """Accuracy and confusion matrix on ``subset`` ('val' or 'test'); optional detector images
         and per-sample softmax probabilities of the detector scores (for combining chips)."""
+        self.fault.maybe_crash(self.spec.index, subset, round_index)
         target = self._program(on, params, version)
         data = {"val": self.split.val, "test": self.split.test}[subset]
         c = self.spec.geometry.n_classes
@@ -157,6 +171,10 @@ class ChipWorker:
             out["probabilities"] = np.concatenate(probs)
             out["labels"] = data.labels
         return out
+
+    def ping(self) -> bool:
+        """Answers once the constructor has finished (the driver pings every chip after creating it)."""
+        return True
 
     def describe(self) -> dict:
         """The chip's public description, plus where it runs (Ray node and assigned resources)."""

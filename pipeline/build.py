@@ -20,7 +20,7 @@ from optics.mzi import MeshErrors, MeshGeometry
 from optics.optim import OptimizerSpec
 
 from .actors import ChipSpec, ChipWorker, FaultPlan
-from .config import ConfigError, RunConfig
+from .config import ConfigError, RunConfig, crash_points
 from .coordinator import SHARED, group_of
 from .layer_pipeline import stage_layers
 from .rounds import FailurePolicy
@@ -56,6 +56,7 @@ class Plan:
     deploy_on: str     # 'chip' (ffm, insilico) or 'twin' (ideal)
     shared: bool
     groups: dict       # parameter group -> (layers, n, n)
+    notes: tuple = ()  # warnings for the console (marginal padding)
 
 
 def _checked(section: str, make):
@@ -65,8 +66,24 @@ def _checked(section: str, make):
         raise ConfigError(f"{section}: {exc}") from None
 
 
-def make_plan(cfg: RunConfig, n_classes: int) -> Plan:
-    """Build and check every typed spec; raises ConfigError naming the key on bad values."""
+def make_plan(cfg: RunConfig, n_classes: int, n_train: int | None = None) -> Plan:
+    """Build and check every typed spec, and each chip's propagation grid, padding and memory
+    (:mod:`pipeline.preflight`); raises ConfigError naming the key on bad values."""
+    from .preflight import check_backend, check_chips, memory_of_this_machine  # noqa: PLC0415
+
+    plan = _plan(cfg, n_classes)
+    t = cfg.trainer
+    if n_train is not None and t.batch_size > n_train:
+        raise ConfigError(f"trainer.batch_size={t.batch_size} exceeds the {n_train} training samples of "
+                          f"task={cfg.task.name}; use trainer.batch_size <= {n_train}")
+    local = cfg.cluster.kind == "local"
+    check_backend(cfg.chip.backend, local)
+    per_chip = -(-t.batch_size // cfg.topology.n_chips) if cfg.topology.kind != "width" else t.batch_size
+    notes = check_chips(plan.chips, per_chip, memory_of_this_machine() if local else None)
+    return dataclasses.replace(plan, notes=tuple(notes))
+
+
+def _plan(cfg: RunConfig, n_classes: int) -> Plan:
     c = cfg.chip
     geometry, hardware_cls = _geometry(cfg, n_classes)
     _checked("chip.hardware", lambda: check_spec_names(hardware_cls, c.hardware))
@@ -84,10 +101,23 @@ def make_plan(cfg: RunConfig, n_classes: int) -> Plan:
         chips = _subtasks(chips, geometry, n_classes)
     return Plan(geometry, chips, _checked("trainer", lambda: Objective(t.loss, t.temperature)),
                 _checked("trainer", lambda: OptimizerSpec(t.optimizer, t.lr, momentum=t.momentum)),
-                FailurePolicy(cfg.cluster.round_timeout_s, cfg.cluster.round_retries, cfg.cluster.on_chip_failure),
-                FaultPlan(cfg.debug.crash_chip, cfg.debug.crash_round), "uniform" if c.kind == "mzi" else "pi",
+                make_plan_policy(cfg),
+                _fault_plan(cfg), "uniform" if c.kind == "mzi" else "pi",
                 "chip" if t.kind == "ffm" else "twin", "twin" if t.kind == "ideal" else "chip",
                 cfg.topology.shared_phases, _groups(cfg, geometry))
+
+
+def make_plan_policy(cfg: RunConfig, strict: bool = False) -> FailurePolicy:
+    """The fault path's policy from ``cluster.*`` (strict: a chip that stays dead fails the call)."""
+    cl = cfg.cluster
+    return FailurePolicy(cl.round_timeout_s, cl.round_retries, "fail" if strict else cl.on_chip_failure)
+
+
+def _fault_plan(cfg: RunConfig) -> FaultPlan:
+    """Fault injection (tests): crash points, remembered in the output folder once fired."""
+    points = crash_points(cfg.debug)
+    marker_dir = os.path.abspath(os.path.join(cfg.output_dir or ".", ".faults")) if points else None
+    return FaultPlan(points, marker_dir)
 
 
 def _geometry(cfg: RunConfig, n_classes: int):
@@ -156,18 +186,27 @@ def load_split(cfg: RunConfig) -> Split:
 
 
 def start_ray(cfg: RunConfig) -> None:
-    """Connect to (or start) the Ray cluster; a running session is reused (tests, notebooks)."""
-    import ray  # noqa: PLC0415
+    """Connect to (or start) the Ray cluster; a running session is reused (tests, notebooks).
+    A local cluster listens on loopback only, with token auth (:mod:`pipeline.ray_cluster`)."""
+    from .ray_cluster import connect, start_local  # noqa: PLC0415
 
-    if ray.is_initialized():
-        return
     cl = cfg.cluster
     if cl.kind == "address":
-        ray.init(address=cl.address, log_to_driver=False)
+        connect(cl.address)
     else:
-        # a local cluster lives on loopback: nothing listens on the machine's other interfaces
-        ray.init(num_cpus=cl.num_cpus, include_dashboard=cl.include_dashboard, log_to_driver=False,
-                 _node_ip_address="127.0.0.1")
+        start_local(cl.num_cpus, cl.include_dashboard)
+
+
+def check_cluster(cfg: RunConfig) -> None:
+    """The chips' CPUs, GPUs and custom resources against the running cluster (before any actor)."""
+    import ray  # noqa: PLC0415
+
+    from .preflight import check_resources  # noqa: PLC0415
+
+    if not cfg.cluster.check_resources:
+        return
+    c = cfg.chip
+    check_resources(cfg.topology.n_chips, c.num_cpus, c.num_gpus, dict(c.resources), ray.cluster_resources())
 
 
 def make_workers(plan: Plan, cfg: RunConfig, split_ref) -> list:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 
 import numpy as np
 
@@ -62,13 +63,19 @@ def load(path: str) -> tuple[TrainState, dict]:
         expected = f.read().strip()
     if _sha256(path) != expected:
         raise CheckpointError(f"checkpoint {path} does not match its checksum; it is corrupt")
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    meta = json.loads(str(arrays.pop("meta")))
-    opt = _unflatten(arrays, "opt")
-    state = TrainState(params=_unflatten(arrays, "params"), opt=opt, round=meta["round"], epoch=meta["epoch"],
-                       position=meta["position"], alive=list(meta["alive"]), best_val=meta["best_val"],
-                       best_params=_unflatten(arrays, "best"))
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(str(arrays.pop("meta")))
+        opt = _unflatten(arrays, "opt")
+        state = TrainState(params=_unflatten(arrays, "params"), opt=opt, round=meta["round"], epoch=meta["epoch"],
+                           position=meta["position"], alive=list(meta["alive"]), best_val=meta["best_val"],
+                           best_params=_unflatten(arrays, "best"))
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}); resume from "
+                              "an intact checkpoint (its .sha256 must match a complete file)") from None
+    if not all(np.isfinite(v).all() for group in state.params.values() for v in group.values()):
+        raise CheckpointError(f"checkpoint {path} holds non-finite phases; resume from an earlier checkpoint")
     return state, meta
 
 

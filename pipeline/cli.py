@@ -1,49 +1,129 @@
-"""``ffm-train``: the Hydra app over ``conf/`` (thin: compose, then :func:`pipeline.train`)."""
+"""``ffm-train``: the Hydra app over ``conf/`` (thin: compose, then :func:`pipeline.train`).
+
+Every error ends in one line on stderr, ``ffm-train: error: <what>; <the fix>``, with exit
+code 2, and a run rejected before it started leaves nothing behind (no output folder, no
+Hydra folder, no MLflow run). Ctrl-C checkpoints, prints the command that resumes the run
+and exits with 130.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import time
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError, register_resolvers
+from .config import register_resolvers
 
 register_resolvers()
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # an installed wheel carries conf/ inside the package; a source checkout has it at the top level
 CONFIG_DIR = next(p for p in (os.path.join(_HERE, "conf"), os.path.join(_HERE, "..", "conf")) if os.path.isdir(p))
+_STARTED = time.time()
+EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
+
+
+def fail(message: str) -> None:
+    """The one line every error ends in, then exit code 2."""
+    print(f"ffm-train: error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+    sys.exit(EXIT_ERROR)
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for any error: known errors carry their fix; others name their type."""
+    from .errors import explain  # noqa: PLC0415
+
+    return explain(exc)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def _app(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    from .checkpoint import CheckpointError
+    hydra_dir = HydraConfig.get().runtime.output_dir
+    if cfg.get("output_dir") is None:
+        OmegaConf.set_struct(cfg, False)
+        cfg.output_dir = hydra_dir
+    try:
+        _dispatch(cfg)
+    except KeyboardInterrupt as exc:
+        _discard_if_empty(hydra_dir)
+        print(_interrupted_line(exc, HydraConfig.get().overrides.task), file=sys.stderr, flush=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001  (every error: one line, exit code 2)
+        _discard_if_empty(hydra_dir)
+        if os.environ.get("FFM_TRACEBACK"):
+            raise
+        fail(error_line(exc))
+
+
+def _dispatch(cfg: DictConfig) -> None:
     from .config import load_config
     from .driver import train
     from .studies import run_study
     from .sweep import run_sweep
 
-    if cfg.get("output_dir") is None:
-        OmegaConf.set_struct(cfg, False)
-        cfg.output_dir = HydraConfig.get().runtime.output_dir
+    if cfg.get("study", {}).get("kind"):
+        run_study(load_config(cfg))
+        return
+    if cfg.sweep.name:
+        result = run_sweep(load_config(cfg))
+        sys.exit(1 if result["failed"] else 0)
+    train(cfg)
+
+
+def _interrupted_line(exc: KeyboardInterrupt, overrides) -> str:
+    resume = getattr(exc, "resume", None)
+    if resume is None:
+        return "ffm-train: interrupted before training started; nothing to resume"
+    kept = [o for o in overrides if not o.startswith(("resume=", "debug.interrupt_round="))]
+    command = " ".join(["ffm-train", *kept, f"resume={resume}"])
+    return f"ffm-train: interrupted at round {exc.round_index}; checkpoint saved. Resume with: {command}"
+
+
+def _discard_if_empty(path: str) -> None:
+    """Remove a run folder Hydra made for this process if it holds only Hydra's own files."""
+    if not path or not os.path.isdir(path) or os.stat(path).st_mtime < _STARTED - 1:
+        return
+    if os.path.getctime(path) < _STARTED - 1:
+        return
+    hydra_own = {".hydra"} | {f for f in os.listdir(path) if f.endswith(".log")}
+    if set(os.listdir(path)) - hydra_own:
+        return
+    shutil.rmtree(path, ignore_errors=True)
+    parent = os.path.dirname(os.path.abspath(path))
+    try:   # outputs/<date>/ made for this run, and outputs/ itself, if now empty
+        for _ in range(2):
+            if os.listdir(parent) or os.path.getctime(parent) < _STARTED - 1:
+                break
+            os.rmdir(parent)
+            parent = os.path.dirname(parent)
+    except OSError:
+        pass
+
+
+def _precheck(args: list[str]) -> None:
+    """Compose plain overrides once before Hydra does, so a bad override or config group is one line."""
+    if not args or any(a.startswith("-") for a in args):
+        return
+    from hydra import compose, initialize_config_dir  # noqa: PLC0415
+    from hydra.errors import HydraException  # noqa: PLC0415
+
     try:
-        if cfg.get("study", {}).get("kind"):
-            run_study(load_config(cfg))
-            return
-        if cfg.sweep.name:
-            result = run_sweep(load_config(cfg))
-            sys.exit(1 if result["failed"] else 0)
-        train(cfg)
-    except (ConfigError, CheckpointError) as exc:
-        print(f"ffm-train: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        with initialize_config_dir(config_dir=os.path.abspath(CONFIG_DIR), version_base="1.3"):
+            compose("config", overrides=args)
+    except (HydraException, ValueError, KeyError) as exc:
+        fail(error_line(exc))
 
 
 def main() -> None:
+    _precheck(sys.argv[1:])
     _app()
 
 

@@ -90,6 +90,8 @@ class TrackingConfig:
     run_name: str | None = None
     log_images: bool = True
     parent_run_id: str | None = None               # sweeps: the parent run this job's run nests under
+    flush_timeout_s: float = 120.0                 # at the end: wait this long for the spool to drain
+    probe_timeout_s: float = 10.0                  # before anything starts: is the tracking server there?
     tags: dict = field(default_factory=dict)       # extra run tags (sweeps: the job key)
 
 
@@ -103,12 +105,14 @@ class ClusterConfig:
     max_restarts: int = 3                          # per chip actor
     round_retries: int = 3                         # re-runs of a failed round before giving up on a chip
     on_chip_failure: str = "fail"                  # fail | drop
+    check_resources: bool = True                   # refuse chips the cluster cannot place (off: autoscaling)
 
 
 @dataclass
 class DebugConfig:
     crash_chip: int | None = None                  # fault injection: this chip's process exits ...
     crash_round: int | None = None                 # ... at this round, once
+    crash_points: list = field(default_factory=list)  # more crashes: "chip:call:round", call round|val|test
     interrupt_round: int | None = None             # simulate Ctrl-C before this round
 
 
@@ -194,10 +198,22 @@ POSITIVE = {"study.focusing.ffm_steps", "study.focusing.lr", "study.focusing.seq
             "study.focusing.pso_particles", "study.focusing.pso_iterations", "study.exceptional_point.lr",
             "study.exceptional_point.steps", "trainer.epochs", "trainer.batch_size", "trainer.eval_batch_size", "trainer.lr",
             "trainer.temperature", "topology.n_chips", "topology.microbatches", "cluster.round_timeout_s", "checkpoint_every",
+            "tracking.flush_timeout_s", "tracking.probe_timeout_s",
             "chip.n", "chip.n_layers", "chip.n_modes", "task.features", "chip.distance", "trainer.max_rounds", "chip.fft_threads",
             "chip.samples_per_pass"}
 NONNEGATIVE = {"sweep.max_parallel", "sweep.stop_after", "chip.level", "chip.num_cpus", "chip.num_gpus", "trainer.momentum", "trainer.fidelity_every",
                "cluster.max_restarts", "cluster.round_retries", "chip.pad"}
+
+
+# values past these are not physical or not affordable on any machine: refused with the bound
+UPPER = {"chip.level": (10.0, "imperfection levels are multiples of the realistic level 1; sweeps use 0-3"),
+         "trainer.lr": (1e3, "a step of more than a few radians per round wraps the phases"),
+         "trainer.batch_size": (1_000_000, "use a batch no larger than the training set"),
+         "trainer.eval_batch_size": (1_000_000, "evaluation batches are cut to this size"),
+         "chip.n": (8192, "an 8192 x 8192 grid is already 0.5 GiB per complex64 field"),
+         "chip.n_layers": (64, "diffractive stacks beyond a few tens of layers lose the light"),
+         "topology.n_chips": (4096, "more chips than a cluster can hold"),
+         "cluster.round_retries": (100, "a chip that failed 100 times will not recover")}
 
 
 def load_config(raw: Any) -> RunConfig:
@@ -266,6 +282,9 @@ def _coerce(key: str, value, hint):
         if not math.isfinite(value) or (key in POSITIVE and value <= 0) or (key in NONNEGATIVE and value < 0):
             need = "> 0" if key in POSITIVE else ">= 0"
             raise ConfigError(f"{key} must be a finite number {need}, got {value!r}")
+        if key in UPPER and value > UPPER[key][0]:
+            bound, why = UPPER[key]
+            raise ConfigError(f"{key} must be <= {bound:g}, got {value!r} ({why})")
     return float(value) if origin is float else (list(value) if origin is list else value)
 
 
@@ -295,9 +314,26 @@ def _check_relations(cfg: RunConfig) -> None:
     if cfg.trainer.masks_from and cfg.trainer.kind != "insilico":
         raise ConfigError("trainer.masks_from deploys trained masks: use it with trainer=insilico")
     _check_sweep(cfg.sweep)
+    if top.kind == "pipeline" and cfg.cluster.on_chip_failure == "drop":
+        raise ConfigError("cluster.on_chip_failure=drop cannot apply to topology=pipeline: every stage holds "
+                          "layers of the network; use on_chip_failure=fail (a failed round is re-run on every stage)")
     d = cfg.debug
     if (d.crash_chip is None) != (d.crash_round is None):
         raise ConfigError("debug.crash_chip and debug.crash_round must be set together")
+    crash_points(d)
+
+
+def crash_points(d: DebugConfig) -> tuple[tuple[int, str, int], ...]:
+    """``debug.crash_points`` (and crash_chip/crash_round) as (chip, call, round) triples."""
+    points = [] if d.crash_chip is None else [(d.crash_chip, "round", d.crash_round)]
+    for text in d.crash_points:
+        parts = str(text).split(":")
+        if len(parts) != 3 or parts[1] not in ("round", "val", "test") or not all(
+                p.isdigit() for p in (parts[0], parts[2])):
+            raise ConfigError(f"debug.crash_points entry {text!r} must be 'chip:call:round' with call "
+                              "round, val or test (e.g. '0:val:6')")
+        points.append((int(parts[0]), parts[1], int(parts[2])))
+    return tuple(points)
 
 
 def _check_sweep(sw: SweepConfig) -> None:

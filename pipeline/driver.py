@@ -6,19 +6,25 @@ import dataclasses
 import json
 import math
 import os
+import re
+import shutil
 import sys
 import tempfile
 import time
+import zipfile
 
 import numpy as np
 import ray
 from tqdm import tqdm
 
 from . import checkpoint, figures
-from .build import fingerprint, flat_params, load_split, make_plan, make_tracker, run_tags, start_ray
+from .build import check_cluster, fingerprint, flat_params, load_split, make_plan, make_tracker, run_tags, start_ray
 from .config import ConfigError, RunConfig, load_config
 from .coordinator import TrainState, batch_indices, end_epoch, init_state, step
+from .preflight import check_output_dir, finite_phases
 from .topologies import make_topology
+
+RUN_ID = re.compile(r"[0-9a-f]{32}")   # an MLflow run id
 
 
 @dataclasses.dataclass
@@ -39,19 +45,53 @@ class Session:
     logging_s: float = 0.0
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training: the state was checkpointed; ``resume`` continues it."""
+
+    def __init__(self, round_index: int, resume: str):
+        super().__init__(f"interrupted at round {round_index}")
+        self.round_index, self.resume = round_index, resume
+
+
 def train(raw_cfg) -> dict:
-    """Run one training job from a config mapping (Hydra's or a dict) or a RunConfig; returns the summary."""
+    """Run one training job from a config mapping (Hydra's or a dict) or a RunConfig; returns the summary.
+
+    Every check runs before Ray starts or an MLflow run exists: the config, the chips'
+    propagation and memory (:mod:`pipeline.preflight`), the tracking server, the resume
+    source, the output folder; then the cluster's resources, and each chip actor is pinged
+    once created, so a constructor error is one line. A rejected run leaves nothing behind.
+    """
     cfg = raw_cfg if isinstance(raw_cfg, RunConfig) else load_config(raw_cfg)
     out_dir = cfg.output_dir or os.path.join("outputs", time.strftime("%Y-%m-%d_%H-%M-%S"))
     cfg = dataclasses.replace(cfg, output_dir=out_dir)
     split = load_split(cfg)
-    plan = make_plan(cfg, split.n_classes)           # every check passes before Ray starts
+    plan = make_plan(cfg, split.n_classes, len(split.train))   # every check passes before Ray starts
+    for note in plan.notes:
+        print(f"ffm-train: warning: {note}", file=sys.stderr)
     tracker = make_tracker(cfg)
+    _probe(tracker, cfg.tracking.probe_timeout_s)
     state, run_id = _initial_state(cfg, plan, tracker)
-    start_ray(cfg)
-    split_ref = ray.put(split)  # the dataset travels through the object store, once
-    topo = make_topology(plan, cfg, split, split_ref, tracker.event)
+    created = check_output_dir(out_dir)
+    try:
+        start_ray(cfg)
+        check_cluster(cfg)
+        split_ref = ray.put(split)  # the dataset travels through the object store, once
+        topo = make_topology(plan, cfg, split, split_ref, tracker.event)   # pings every chip
+    except BaseException:
+        if created:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
     tracker.start(flat_params(cfg), run_tags(cfg), run_id=run_id)
+    return _run(cfg, plan, topo, tracker, split, split_ref, state)
+
+
+def _probe(tracker, timeout_s: float) -> None:
+    probe = getattr(tracker, "probe", None)
+    if probe is not None:
+        probe(timeout_s)
+
+
+def _run(cfg: RunConfig, plan, topo, tracker, split, split_ref, state: TrainState) -> dict:
     n_batches = math.ceil(len(split.train) / cfg.trainer.batch_size)
     total = n_batches * cfg.trainer.epochs
     if cfg.trainer.max_rounds:
@@ -59,7 +99,7 @@ def train(raw_cfg) -> dict:
     if cfg.trainer.masks_from:  # deploy trained masks: evaluation only
         total = 0
     sess = Session(cfg, plan, topo, tracker, len(split.train), n_batches, total,
-                   os.path.join(out_dir, "checkpoints", "latest.npz"), {}, split_ref)
+                   os.path.join(cfg.output_dir, "checkpoints", "latest.npz"), {}, split_ref)
     t0 = time.perf_counter()
     try:
         state = _loop(sess, state)
@@ -67,12 +107,13 @@ def train(raw_cfg) -> dict:
     except KeyboardInterrupt:
         tracker.end("KILLED")
         raise
-    except Exception:
+    except BaseException:
         tracker.end("FAILED")
         raise
+    finally:
+        for w in topo.workers:
+            ray.kill(w)
     tracker.end("FINISHED")
-    for w in topo.workers:
-        ray.kill(w)
     return summary
 
 
@@ -85,14 +126,20 @@ def _initial_state(cfg: RunConfig, plan, tracker) -> tuple[TrainState, str | Non
             state = dataclasses.replace(state, params=params, best_params=params)
         return state, None
     path = cfg.resume
-    if not os.path.exists(path):  # an MLflow run id: fetch its last checkpoint
+    if RUN_ID.fullmatch(path) and not os.path.exists(path):  # an MLflow run id: fetch its last checkpoint
         tmp = tempfile.mkdtemp(prefix="ffm-resume-")
         tracker.download(cfg.resume, "checkpoint", tmp)
         path = os.path.join(tmp, "checkpoint", "latest.npz")
+    elif not os.path.exists(path):
+        raise checkpoint.CheckpointError(f"resume={path} is neither a checkpoint file nor an MLflow run id "
+                                         "(32 hex digits); pass outputs/<run>/checkpoints/latest.npz or the run id")
     state, meta = checkpoint.load(path)
     if meta["config"] != fingerprint(cfg):
         raise checkpoint.CheckpointError(f"resume={cfg.resume} was written by a different configuration; "
                                          "resume with the same overrides as the original run")
+    if sorted(state.params) != sorted(plan.groups):
+        raise checkpoint.CheckpointError(f"resume={cfg.resume} holds groups {sorted(state.params)}, this run "
+                                         f"trains {sorted(plan.groups)}; resume with the original overrides")
     return state, meta["run_id"]
 
 
@@ -101,10 +148,20 @@ def load_masks(path: str, groups: dict[str, tuple]) -> dict:
     if not os.path.exists(path):
         raise ConfigError(f"trainer.masks_from={path} does not exist; point it at a finished run's phases.npz")
     params: dict = {}
-    with np.load(path) as f:
-        for key in f.files:
-            group, name = key.split("/", 1)
-            params.setdefault(group, {})[name] = f[key].astype(np.float64)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            for key in f.files:
+                if "/" not in key:
+                    raise ConfigError(f"trainer.masks_from={path} has an entry {key!r}, not <group>/<name>; "
+                                      "point it at a finished run's phases.npz")
+                group, name = key.split("/", 1)
+                params.setdefault(group, {})[name] = f[key].astype(np.float64)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"trainer.masks_from={path} is not a readable .npz ({exc}); "
+                          "point it at a finished run's phases.npz") from None
+    finite_phases(params, f"trainer.masks_from={path}")
     for group, shape in groups.items():
         got = params.get(group, {}).get("phase")
         if got is None or got.shape != tuple(shape):
@@ -123,7 +180,7 @@ def _loop(sess: Session, state: TrainState) -> TrainState:
         except KeyboardInterrupt:  # Ctrl-C: keep everything done so far
             _checkpoint(sess, sess.latest)
             sess.tracker.event(f"interrupted at round {sess.latest.round}; resume with resume={sess.ckpt_path}")
-            raise
+            raise Interrupted(sess.latest.round, sess.ckpt_path) from None
 
 
 def _rounds(sess: Session, state: TrainState, bar) -> TrainState:
@@ -172,8 +229,9 @@ def _validate(sess: Session, state: TrainState) -> TrainState:
     cfg, plan = sess.cfg, sess.plan
     metrics = {}
     for subset in ("val", "test"):
-        res = sess.topo.evaluate(state.params, state.alive, subset, state.round, plan.deploy_on,
-                                 cfg.trainer.eval_batch_size)
+        res, alive = sess.topo.evaluate(state.params, state.alive, subset, state.round, plan.deploy_on,
+                                        cfg.trainer.eval_batch_size)
+        state = dataclasses.replace(state, alive=alive)
         for name, r in res.items():
             metrics[f"{subset}_accuracy/{name}"] = r["accuracy"]
             sess.history.setdefault(f"{subset}_accuracy/{name}", []).append((state.round, r["accuracy"]))
@@ -194,10 +252,11 @@ def _finish(sess: Session, state: TrainState, wall_s: float) -> dict:
     from .report import log_final_artifacts, print_summary  # noqa: PLC0415
 
     cfg, plan, topo = sess.cfg, sess.plan, sess.topo
-    test = topo.evaluate(state.best_params, state.alive, "test", state.round + 1, plan.deploy_on,
-                         cfg.trainer.eval_batch_size, n_examples=4)
-    twin = topo.evaluate(state.best_params, state.alive, "test", state.round + 1, "twin",
-                         cfg.trainer.eval_batch_size)
+    test, alive = topo.evaluate(state.best_params, state.alive, "test", state.round + 1, plan.deploy_on,
+                                cfg.trainer.eval_batch_size, n_examples=4)
+    state = dataclasses.replace(state, alive=alive)
+    twin, _ = topo.evaluate(state.best_params, state.alive, "test", state.round + 1, "twin",
+                            cfg.trainer.eval_batch_size)
     twin_acc = next(iter(twin.values()))["accuracy"]
     where = topo.locate(state.alive)
     per_chip = {name: {"test_accuracy": r["accuracy"], **{k: r[k] for k in ("subtask_accuracy",) if k in r},

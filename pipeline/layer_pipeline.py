@@ -8,6 +8,12 @@ error at its input plane is the error the previous chip continues from
 (``e_{k-1} = t_1^{(k)} eps_1^{(k)}``), and so on down to chip 1. Each chip computes the
 gradient of its own layers from its own taps: together exactly the one-chip gradient.
 
+Faults: a stage keeps state across the microbatches of a round, so a failure anywhere
+(a stage died, restarted or missed the deadline) re-runs the whole round on every stage
+(:func:`retry_whole`), with the same inputs and so the same result; counted like any
+other chip call (:mod:`pipeline.rounds`). A pipeline cannot run without one of its stages,
+so ``cluster.on_chip_failure=drop`` is refused for it.
+
 A batch is cut into microbatches; all forward calls are submitted first, then the backward
 chains (a GPipe schedule). Fields go from actor to actor as object references: the
 coordinator never fetches them. Idle (bubble) fraction per round:
@@ -18,9 +24,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 
 import numpy as np
 import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from optics import ffm
 from optics.backend import get_backend
@@ -29,7 +37,8 @@ from optics.data import Split, encode_amplitude
 from optics.detectors import detector_scores
 from optics.measurement import PassKey
 
-from .actors import ChipSpec
+from .actors import ChipSpec, FaultPlan
+from .rounds import ChipError, ChipFailure, FailurePolicy, actor_error_line, call_each, new_death
 
 
 def stage_layers(n_layers: int, n_stages: int) -> list[int]:
@@ -42,8 +51,9 @@ def stage_layers(n_layers: int, n_stages: int) -> list[int]:
 class StageWorker:
     """One chip of a layer pipeline (plain class; made a Ray actor by the driver)."""
 
-    def __init__(self, spec: ChipSpec, stage: int, n_stages: int, split: Split, objective: ffm.Objective):
-        self.spec, self.stage, self.last = spec, stage, stage == n_stages - 1
+    def __init__(self, spec: ChipSpec, stage: int, n_stages: int, split: Split, objective: ffm.Objective,
+                 fault: FaultPlan = FaultPlan()):
+        self.spec, self.stage, self.last, self.fault = spec, stage, stage == n_stages - 1, fault
         self.split, self.objective = split, objective
         relay = stage > 0
 
@@ -74,6 +84,7 @@ class StageWorker:
         """Data pass of microbatch ``mb``; the last stage also runs loss and its error pass."""
         t0 = time.perf_counter()
         if mb == 0:
+            self.fault.maybe_crash(self.stage, "round", round_index)
             self._acc, self._saved = {"busy_s": 0.0, "loss": 0.0, "correct": 0, "n": 0}, {}
         chip = self._program(on, params, version)
         ids = tuple(int(i) for i in self.split.train.ids[idx])
@@ -120,6 +131,8 @@ class StageWorker:
 
     def infer(self, params: dict, version: int, subset: str, idx: np.ndarray, field, round_index: int, on: str):
         """Inference: the output field (middle stages) or (predictions, labels) at the last stage."""
+        if idx[0] == 0:
+            self.fault.maybe_crash(self.stage, subset, round_index)
         chip = self._program(on, params, version)
         data = {"val": self.split.val, "test": self.split.test}[subset]
         ids = tuple(int(i) for i in data.ids[idx])
@@ -130,18 +143,22 @@ class StageWorker:
         pred = chip.backend.to_numpy(detector_scores(intensity, chip.detectors)).argmax(axis=1)
         return pred, data.labels[idx]
 
+    def ping(self) -> bool:
+        return True
+
     def reveal(self) -> dict:
         return self.targets["chip"].reveal().as_arrays()
 
 
-def make_stage_workers(chips: tuple[ChipSpec, ...], split_ref, objective, num_cpus: float, max_restarts: int):
+def make_stage_workers(chips: tuple[ChipSpec, ...], split_ref, objective, num_cpus: float, max_restarts: int,
+                       fault: FaultPlan = FaultPlan()):
     """One StageWorker actor per chip, each with its share of the layers."""
     n_layers = chips[0].geometry.n_layers
     sizes = stage_layers(n_layers, len(chips))
     remote = ray.remote(StageWorker)
     return [remote.options(num_cpus=num_cpus, max_restarts=max_restarts, max_task_retries=0).remote(
         dataclasses.replace(spec, geometry=dataclasses.replace(spec.geometry, n_layers=size)), k, len(chips),
-        split_ref, objective) for k, (spec, size) in enumerate(zip(chips, sizes))]
+        split_ref, objective, fault) for k, (spec, size) in enumerate(zip(chips, sizes))]
 
 
 def split_params(params: dict, sizes: list[int]) -> list[dict]:
@@ -151,7 +168,8 @@ def split_params(params: dict, sizes: list[int]) -> list[dict]:
 
 
 def pipeline_round(workers: list, stage_params: list[dict], versions: list[int], batch: np.ndarray,
-                   round_index: int, n_micro: int, on: str) -> tuple[list[dict], float, float]:
+                   round_index: int, n_micro: int, on: str, timeout_s: float | None = None,
+                   ) -> tuple[list[dict], float, float]:
     """One round over microbatches; returns each stage's result, the bubble fraction and the
     seconds spent broadcasting parameters."""
     t0 = time.perf_counter()
@@ -169,15 +187,15 @@ def pipeline_round(workers: list, stage_params: list[dict], versions: list[int],
         for w in reversed(workers[:-1]):
             err = w.backward.remote(round_index, mb, idx, err, on)
         errors[mb] = err
-    ray.get(errors)
-    results = ray.get([w.finish.remote(round_index) for w in workers])
+    ray.get(errors, timeout=timeout_s)
+    results = ray.get([w.finish.remote(round_index) for w in workers], timeout=timeout_s)
     wall = time.perf_counter() - t0
     bubble = 1.0 - sum(r["busy_s"] for r in results) / (len(workers) * wall)
     return results, bubble, broadcast_s
 
 
 def pipeline_evaluate(workers: list, stage_params: list[dict], versions: list[int], subset: str, n: int,
-                      batch_size: int, round_index: int, on: str) -> dict:
+                      batch_size: int, round_index: int, on: str, timeout_s: float | None = None) -> dict:
     """Accuracy and confusion through the whole chain."""
     refs = [ray.put(p) for p in stage_params]
     outs = []
@@ -187,10 +205,43 @@ def pipeline_evaluate(workers: list, stage_params: list[dict], versions: list[in
         for k, w in enumerate(workers):
             field = w.infer.remote(refs[k], versions[k], subset, idx, field, round_index, on)
         outs.append(field)
-    pairs = ray.get(outs)
+    pairs = ray.get(outs, timeout=timeout_s)
     pred = np.concatenate([p for p, _ in pairs])
     labels = np.concatenate([y for _, y in pairs])
     c = int(max(labels.max(), pred.max())) + 1
     confusion = np.zeros((c, c), dtype=np.int64)
     np.add.at(confusion, (labels, pred), 1)
     return {"accuracy": float((pred == labels).mean()), "confusion": confusion}
+
+
+def retry_whole(run: Callable[[], object], workers: list, policy: FailurePolicy, what: str,
+                event: Callable[[str], None]):
+    """``run()`` (a whole pipeline round or evaluation), re-run on every stage after a fault.
+
+    An actor unavailable or restarting is waited out (not counted); a death or a missed deadline counts
+    one attempt (a missed deadline restarts every stage: which one hung is not known);
+    a stage's own error fails at once with its text; past ``policy.retries``: ChipFailure.
+    """
+    attempts = 0
+    while True:
+        try:
+            return run()
+        except (RayActorError, RayTaskError, GetTimeoutError) as exc:
+            if isinstance(exc, RayTaskError) and not isinstance(exc, RayActorError):
+                raise ChipError(f"a pipeline stage failed in {what}: {actor_error_line(exc)}") from None
+            if isinstance(exc, RayActorError) and exc.actor_init_failed:
+                raise ChipError(f"a pipeline stage failed to start in {what}: {actor_error_line(exc)}") from None
+            timed_out = isinstance(exc, GetTimeoutError)
+            died = [k for k, w in enumerate(workers) if new_death(w)]   # asks every stage: no short-circuit
+            reason = "no answer within the deadline" if timed_out else f"stage {died} died" if died else None
+        if reason is not None:
+            attempts += 1
+            if attempts > policy.retries:
+                raise ChipFailure(f"the layer pipeline failed {attempts} times in {what} ({reason}); raise "
+                                  "cluster.round_retries / cluster.round_timeout_s or check the chips")
+            event(f"{what}: {reason}; re-running it on every stage (attempt {attempts + 1})")
+            if timed_out:
+                for w in workers:
+                    ray.kill(w, no_restart=False)
+            time.sleep(min(policy.backoff_s * attempts, policy.max_backoff_s))
+        call_each(workers, list(range(len(workers))), "ping", policy, event)   # every stage is up again

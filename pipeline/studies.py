@@ -96,36 +96,52 @@ def _check_device(kind: str, s: dict) -> None:
 
 
 def run_study(cfg: RunConfig) -> dict:
-    """Run every seed's device as an actor, log the results; returns the summary."""
+    """Run every seed's device as an actor (through the fault path), log the results; returns the summary."""
     import ray  # noqa: PLC0415
 
-    from .build import flat_params, make_tracker, run_tags, start_ray  # noqa: PLC0415
-    from .study_figures import log_exceptional_point, log_focusing  # noqa: PLC0415
+    from .build import flat_params, make_plan_policy, make_tracker, run_tags, start_ray  # noqa: PLC0415
+    from .rounds import call_chips  # noqa: PLC0415
 
     seeds, spec = _settings(cfg)
     tracker = make_tracker(cfg)
+    probe = getattr(tracker, "probe", None)
+    if probe is not None:
+        probe(cfg.tracking.probe_timeout_s)
     start_ray(cfg)
+    remote = ray.remote(num_cpus=cfg.chip.num_cpus, max_restarts=cfg.cluster.max_restarts)(StudyWorker)
+    workers = [remote.remote(cfg.study.kind, seed, spec["settings"], spec["measurement"]) for seed in seeds]
     tracker.start(flat_params(cfg), run_tags(cfg) | {"study": cfg.study.kind})
     t0 = time.perf_counter()
-    remote = ray.remote(num_cpus=cfg.chip.num_cpus)(StudyWorker)
-    workers = {seed: remote.remote(cfg.study.kind, seed, spec["settings"], spec["measurement"]) for seed in seeds}
-    refs = {w.run.remote(): seed for seed, w in workers.items()}   # one coarse call per device
-    results = {}
-    while refs:   # a finished device frees its CPU for the next one
-        ready, _ = ray.wait(list(refs), num_returns=1)
-        seed = refs.pop(ready[0])
-        results[seed] = ray.get(ready[0])
-        ray.kill(workers[seed])
-    results = {seed: results[seed] for seed in seeds}
+    try:
+        calls = {i: (lambda w=w: w.run.remote()) for i, w in enumerate(workers)}   # one coarse call per device
+        found, _ = call_chips(calls, make_plan_policy(cfg, strict=True), f"study {cfg.study.kind}", tracker.event,
+                              workers)
+        results = {seed: found[i] for i, seed in enumerate(seeds)}
+        summary = _log_study(cfg, tracker, results, time.perf_counter() - t0)
+    except KeyboardInterrupt:
+        tracker.end("KILLED")
+        raise
+    except BaseException:
+        tracker.end("FAILED")
+        raise
+    finally:
+        for w in workers:
+            ray.kill(w)
+    tracker.end("FINISHED")
+    return summary
+
+
+def _log_study(cfg: RunConfig, tracker, results: dict, wall_s: float) -> dict:
+    from .study_figures import log_exceptional_point, log_focusing  # noqa: PLC0415
+
     log = log_focusing if cfg.study.kind == "focusing" else log_exceptional_point
     rows = log(tracker, results, cfg.tracking.log_images)
-    summary = {"study": cfg.study.kind, "seeds": rows, "wall_seconds": time.perf_counter() - t0,
+    summary = {"study": cfg.study.kind, "seeds": rows, "wall_seconds": wall_s,
                "run_id": tracker.run_id, "tracking_uri": tracker.uri}
     out_dir = cfg.output_dir or "."
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2, default=float)
     tracker.log_text(json.dumps(summary, indent=2, default=float), "summary.json")
-    tracker.end("FINISHED")
     print(json.dumps(rows, indent=2, default=float))
     return summary

@@ -3,6 +3,9 @@
 Both offer the same coarse interface to the driver: the parameter groups they train,
 ``run_round`` (one round: gradients per group and metrics), ``evaluate``, ``locate`` and
 ``reveal``. The driver and the coordinator's pure step do not know which one runs.
+``evaluate`` returns the results and the chips still alive (a chip that stays dead during
+an evaluation is dropped there too, by policy). Every call goes through
+:func:`pipeline.rounds.call_chips`.
 """
 
 from __future__ import annotations
@@ -10,11 +13,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import ray
 
 from .coordinator import aggregate, round_metrics, shards
-from .layer_pipeline import make_stage_workers, pipeline_evaluate, pipeline_round, stage_layers
-from .rounds import call_round, evaluate_chips, fingerprint
+from .layer_pipeline import make_stage_workers, pipeline_evaluate, pipeline_round, retry_whole, stage_layers
+from .rounds import call_each, call_round, evaluate_chips, fingerprint
 
 
 class DataParallel:
@@ -36,20 +38,23 @@ class DataParallel:
     def evaluate(self, params: dict, alive: list[int], subset: str, round_index: int, on: str,
                  batch_size: int, n_examples: int = 0) -> dict[str, dict]:
         chips = alive if on == "chip" else alive[:1]
-        res = evaluate_chips(self.workers, chips, params, subset, round_index, on, self.plan.shared, batch_size,
-                             n_examples)
-        return {f"chip{k}": r for k, r in res.items()}
+        res, dropped = evaluate_chips(self.workers, chips, params, subset, round_index, on, self.plan.shared,
+                                      batch_size, self.plan.policy, self.event, n_examples)
+        return {f"chip{k}": r for k, r in res.items()}, [k for k in alive if k not in dropped]
+
+    def _each(self, alive: list[int], method: str) -> dict:
+        return call_each(self.workers, alive, method, self.plan.policy, self.event)
 
     def locate(self, alive: list[int]) -> dict[str, dict]:
-        where = ray.get([self.workers[k].describe.remote() for k in alive])
-        return {f"chip{k}": {"seed": self.plan.chips[k].seed, "node_id": w["node_id"],
-                             "resources": w["assigned_resources"]} for k, w in zip(alive, where)}
+        where = self._each(alive, "describe")
+        return {f"chip{k}": {"seed": self.plan.chips[k].seed, "node_id": where[k]["node_id"],
+                             "resources": where[k]["assigned_resources"]} for k in alive}
 
     def reveal(self, alive: list[int]) -> dict[str, dict]:
-        return dict(zip((f"chip{k}" for k in alive), ray.get([self.workers[k].reveal.remote() for k in alive])))
+        return {f"chip{k}": r for k, r in self._each(alive, "reveal").items()}
 
     def detector_regions(self, alive: list[int]):
-        return ray.get(self.workers[alive[0]].detector_regions.remote())
+        return self._each(alive[:1], "detector_regions")[alive[0]]
 
 
 class Width(DataParallel):
@@ -68,8 +73,8 @@ class Width(DataParallel):
 
     def evaluate(self, params: dict, alive: list[int], subset: str, round_index: int, on: str,
                  batch_size: int, n_examples: int = 0) -> dict[str, dict]:
-        res = evaluate_chips(self.workers, alive, params, subset, round_index, on, False, batch_size,
-                             probabilities=True)
+        res, dropped = evaluate_chips(self.workers, alive, params, subset, round_index, on, False, batch_size,
+                                      self.plan.policy, self.event, probabilities=True)
         labels = next(iter(res.values()))["labels"]
         n_classes = sum(len(self.plan.chips[k].classes) for k in range(len(self.plan.chips)))
         scores = np.full((len(labels), n_classes), -np.inf)
@@ -81,7 +86,7 @@ class Width(DataParallel):
         np.add.at(confusion, (labels, pred), 1)
         combined = {"accuracy": float((pred == labels).mean()), "confusion": confusion,
                     "subtask_accuracy": {f"chip{k}": r["accuracy"] for k, r in res.items()}}
-        return {"combined": combined}
+        return {"combined": combined}, [k for k in alive if k not in dropped]
 
     def locate(self, alive: list[int]) -> dict[str, dict]:
         return {"combined": {f"chip{k}": {**w, "classes": list(self.plan.chips[k].classes)}
@@ -96,8 +101,8 @@ class LayerPipeline:
 
     kind = "pipeline"
 
-    def __init__(self, plan, workers: list, n_micro: int, n_val: int, n_test: int):
-        self.plan, self.workers, self.n_micro = plan, workers, n_micro
+    def __init__(self, plan, workers: list, n_micro: int, n_val: int, n_test: int, event):
+        self.plan, self.workers, self.n_micro, self.event = plan, workers, n_micro, event
         self.sizes = stage_layers(plan.geometry.n_layers, len(plan.chips))
         self.n_eval = {"val": n_val, "test": n_test}
 
@@ -108,8 +113,11 @@ class LayerPipeline:
     def run_round(self, params: dict, alive: list[int], batch: np.ndarray, round_index: int, fidelity: bool):
         stage, versions = self._stage_params(params)
         t0 = time.perf_counter()
-        results, bubble, put_s = pipeline_round(self.workers, stage, versions, batch, round_index,
-                                                self.n_micro, self.plan.train_on)
+        timeout = self.plan.policy.timeout_s
+        results, bubble, put_s = retry_whole(
+            lambda: pipeline_round(self.workers, stage, versions, batch, round_index, self.n_micro,
+                                   self.plan.train_on, timeout), self.workers, self.plan.policy,
+            f"round {round_index}", self.event)
         wall = time.perf_counter() - t0
         grads = {f"stage{k}": {key[5:]: v for key, v in r.items() if key.startswith("grad/")}
                  for k, r in enumerate(results)}
@@ -124,27 +132,35 @@ class LayerPipeline:
     def evaluate(self, params: dict, alive: list[int], subset: str, round_index: int, on: str,
                  batch_size: int, n_examples: int = 0) -> dict[str, dict]:
         stage, versions = self._stage_params(params)
-        return {"pipeline": pipeline_evaluate(self.workers, stage, versions, subset, self.n_eval[subset],
-                                              batch_size, round_index, on)}
+        res = retry_whole(lambda: pipeline_evaluate(self.workers, stage, versions, subset, self.n_eval[subset],
+                                                    batch_size, round_index, on, self.plan.policy.timeout_s),
+                          self.workers, self.plan.policy, f"{subset} evaluation at round {round_index}", self.event)
+        return {"pipeline": res}, alive
 
     def locate(self, alive: list[int]) -> dict[str, dict]:
         return {"pipeline": {"seeds": [c.seed for c in self.plan.chips], "layers_per_chip": self.sizes}}
 
     def reveal(self, alive: list[int]) -> dict[str, dict]:
-        return {f"stage{k}": a for k, a in enumerate(ray.get([w.reveal.remote() for w in self.workers]))}
+        every = list(range(len(self.workers)))
+        found = call_each(self.workers, every, "reveal", self.plan.policy, self.event)
+        return {f"stage{k}": found[k] for k in every}
 
     def detector_regions(self, alive: list[int]):
         return None
 
 
 def make_topology(plan, cfg, split, split_ref, event):
-    """Build the actors of the configured topology (the composition root calls this)."""
+    """Build the actors of the configured topology and ping each (the composition root calls this):
+    a chip whose constructor raised fails here with its own error, as one line."""
     from .build import make_workers  # noqa: PLC0415
 
     if cfg.topology.kind == "pipeline":
         workers = make_stage_workers(plan.chips, split_ref, plan.objective, cfg.chip.num_cpus,
-                                     cfg.cluster.max_restarts)
-        return LayerPipeline(plan, workers, cfg.topology.microbatches, len(split.val), len(split.test))
-    cls = Width if cfg.topology.kind == "width" else DataParallel
-    return cls(plan, make_workers(plan, cfg, split_ref), event)
+                                     cfg.cluster.max_restarts, plan.fault)
+        topo = LayerPipeline(plan, workers, cfg.topology.microbatches, len(split.val), len(split.test), event)
+    else:
+        cls = Width if cfg.topology.kind == "width" else DataParallel
+        topo = cls(plan, make_workers(plan, cfg, split_ref), event)
+    call_each(topo.workers, list(range(len(topo.workers))), "ping", plan.policy, event)
+    return topo
 

@@ -42,10 +42,13 @@ def compose(*overrides):
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """One real local Ray cluster for the whole test session (2 CPUs, no dashboard)."""
+    """One real local Ray cluster for the whole test session (2 CPUs, no dashboard), started as
+    the app starts it: on loopback, token auth on (pipeline/ray_cluster.py)."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    from pipeline.ray_cluster import start_local
+
+    start_local(num_cpus=2, include_dashboard=False)
     yield ray
     ray.shutdown()
 

@@ -143,6 +143,13 @@ def test_input_plane_cache_serves_exact_fields_and_never_stale():
 
     same(x, y)
     assert (cache.hits, cache.misses) == (0, 1)
+    # a sample's key is exact integer arithmetic: the same in any batch (no BLAS rounding)
+    keys6 = cache.keys(x.astype(be.complex_dtype))
+    for sub in (np.array([4, 0, 5, 2]), np.array([3]), np.arange(6)[::-1]):
+        assert cache.keys(x[sub].astype(be.complex_dtype)) == [keys6[i] for i in sub]
+    words = x[2].astype(be.complex_dtype).view(np.uint64).ravel()
+    reference = [sum(int(a) * int(b) for a, b in zip(words, cache._w[:, j])) % 2**64 for j in (0, 1)]
+    assert np.frombuffer(keys6[2], dtype=np.uint64).tolist() == reference
     same(x, y)                       # stored in order: served as a view
     order = np.array([4, 0, 5, 2])
     same(x[order], y[order])         # shuffled: gathered

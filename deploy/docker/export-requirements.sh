@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Regenerate requirements.txt (pinned runtime dependencies from uv.lock, minus Ray, which the
-# official Ray base images already carry). Run from anywhere; tests check it is current.
+# Regenerate the pinned runtime dependencies from uv.lock, minus Ray (which the official Ray
+# base images already carry): requirements.txt (Dockerfile.cpu) and requirements-cuda.txt
+# (Dockerfile.cuda: the `gpu` extra too). Run from anywhere; tests check both are current.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 UV=${UV:-.tools/bin/uv}
-"$UV" export --frozen --no-hashes --no-emit-project --no-dev --no-header --format requirements-txt \
-  | grep -v -E '^ray(==|\[)' | grep -v '^    #' > deploy/docker/requirements.txt
+export_locked() {
+  "$UV" export --frozen --no-hashes --no-emit-project --no-dev --no-header --format requirements-txt "$@" \
+    | grep -v -E '^ray(==|\[)' | grep -v '^    #'
+}
+export_locked > deploy/docker/requirements.txt
+export_locked --extra gpu > deploy/docker/requirements-cuda.txt
