@@ -26,6 +26,7 @@ from .layer_pipeline import stage_layers
 from .rounds import FailurePolicy
 from .tracking import PARENT_TAG, MlflowTracker, NullTracker
 
+SPOOL_DIR = "tracking-spool"     # <output_dir>/tracking-spool: tracking calls not yet on the server
 GEOMETRIES = {"reference": Geometry.reference, "small": Geometry.small}
 # chip.only=<group>: keep this group of imperfection knobs at its level-1 value, zero the rest
 IMPERFECTION_GROUPS = {
@@ -163,7 +164,7 @@ def _groups(cfg: RunConfig, g: Geometry) -> dict[str, tuple]:
     """Parameter groups: one shared mask set, one per chip, or one per pipeline stage."""
     top = cfg.topology
     if top.kind == "pipeline":
-        sizes = _checked("topology", lambda: stage_layers(g.n_layers, top.n_chips))
+        sizes = _checked("topology.n_chips", lambda: stage_layers(g.n_layers, top.n_chips))
         return {f"stage{k}": (size, g.n, g.n) for k, size in enumerate(sizes)}
     if top.shared_phases and top.kind != "width":
         return {SHARED: g.phase_shape}
@@ -176,7 +177,7 @@ def load_split(cfg: RunConfig) -> Split:
     if task.name == "iris":
         split = load_iris_split(task.split_seed, task.val_fraction, task.test_fraction)
     elif task.name == "idx":
-        split = _checked("task", lambda: load_idx(task.data_dir, task.split_seed, task.val_fraction))
+        split = _checked("task.data_dir", lambda: load_idx(task.data_dir, task.split_seed, task.val_fraction))
     else:
         split = _checked("task", lambda: load_digits_split(task.split_seed, task.val_fraction, task.test_fraction))
     if cfg.chip.kind != "mzi":
@@ -222,8 +223,16 @@ def make_workers(plan: Plan, cfg: RunConfig, split_ref) -> list:
 
 
 def make_tracker(cfg: RunConfig):
+    """The run's tracker; MLflow calls go through an on-disk spool in the output folder (a resume
+    from a checkpoint path reuses the interrupted run's spool, so its leftovers drain first)."""
     t = cfg.tracking
-    return MlflowTracker(t.uri, t.experiment, t.run_name) if t.kind == "mlflow" else NullTracker()
+    if t.kind != "mlflow":
+        return NullTracker()
+    spool = os.path.join(cfg.output_dir, SPOOL_DIR) if cfg.output_dir else None
+    if cfg.resume and os.path.isfile(cfg.resume):
+        previous = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(cfg.resume))), SPOOL_DIR)
+        spool = previous if os.path.isdir(previous) else spool
+    return MlflowTracker(t.uri, t.experiment, t.run_name, spool_dir=spool, flush_timeout_s=t.flush_timeout_s)
 
 
 def flat_params(cfg: RunConfig) -> dict[str, str]:

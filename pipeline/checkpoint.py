@@ -58,11 +58,13 @@ def load(path: str) -> tuple[TrainState, dict]:
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     if not os.path.isfile(path + ".sha256"):
-        raise CheckpointError(f"checksum file missing: {path}.sha256; the checkpoint cannot be verified")
+        raise CheckpointError(f"checksum file missing: {path}.sha256, so the checkpoint cannot be verified; resume "
+                              "from a checkpoint with the .sha256 the run wrote beside it")
     with open(path + ".sha256") as f:
         expected = f.read().strip()
     if _sha256(path) != expected:
-        raise CheckpointError(f"checkpoint {path} does not match its checksum; it is corrupt")
+        raise CheckpointError(f"checkpoint {path} does not match its checksum {path}.sha256 (corrupt or changed); "
+                              "resume from an intact copy or an earlier checkpoint")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

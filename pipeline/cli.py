@@ -3,20 +3,23 @@
 Every error ends in one line on stderr, ``ffm-train: error: <what>; <the fix>``, with exit
 code 2, and a run rejected before it started leaves nothing behind (no output folder, no
 Hydra folder, no MLflow run). Ctrl-C checkpoints, prints the command that resumes the run
-and exits with 130.
+and exits with 130. Keys under the free-form mappings conf/ leaves empty (chip.hardware,
+chip.resources, sweep.axes, ...) are set without Hydra's ``+`` (``chip.hardware.slm_bits=6``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
 import time
+import typing
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from .config import register_resolvers
+from .config import RunConfig, register_resolvers
 
 register_resolvers()
 
@@ -65,17 +68,24 @@ def _app(cfg: DictConfig) -> None:
 
 def _dispatch(cfg: DictConfig) -> None:
     from .config import load_config
-    from .driver import train
-    from .studies import run_study
-    from .sweep import run_sweep
 
-    if cfg.get("study", {}).get("kind"):
-        run_study(load_config(cfg))
+    run_cfg = load_config(cfg)   # a bad value: one line before Ray, MLflow or the chips are even imported
+    if run_cfg.study.kind:
+        from .studies import run_study
+
+        run_study(run_cfg)
         return
-    if cfg.sweep.name:
-        result = run_sweep(load_config(cfg))
+    if run_cfg.sweep.name:
+        from .sweep import run_sweep
+
+        result = run_sweep(run_cfg)
         sys.exit(1 if result["failed"] else 0)
-    train(cfg)
+    from .preflight import check_inputs
+
+    check_inputs(run_cfg)        # IDX folder, a resume run id's store, what a local cluster holds
+    from .driver import train
+
+    train(run_cfg)
 
 
 def _interrupted_line(exc: KeyboardInterrupt, overrides) -> str:
@@ -115,6 +125,7 @@ def _precheck(args: list[str]) -> None:
     from hydra import compose, initialize_config_dir  # noqa: PLC0415
     from hydra.errors import HydraException  # noqa: PLC0415
 
+    _parse_each(args)
     try:
         with initialize_config_dir(config_dir=os.path.abspath(CONFIG_DIR), version_base="1.3"):
             compose("config", overrides=args)
@@ -122,7 +133,50 @@ def _precheck(args: list[str]) -> None:
         fail(error_line(exc))
 
 
+def _parse_each(args: list[str]) -> None:
+    """An override Hydra cannot parse: one line naming it (Hydra's own message names only the input)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser  # noqa: PLC0415
+    from hydra.errors import HydraException  # noqa: PLC0415   (parse errors: OverrideParseException and others)
+
+    parser = OverridesParser.create()
+    for arg in args:
+        try:
+            parser.parse_override(arg)
+        except HydraException as exc:
+            fail(f"cannot parse the override {arg!r} ({str(exc).splitlines()[0]}); write key=value with a "
+                 "complete value (a list [a,b], a mapping {k:v}) and quote the whole override for the shell "
+                 "('key=[1,2]'); see https://hydra.cc/docs/advanced/override_grammar/basic/")
+
+
+def free_overrides(args: list[str]) -> list[str]:
+    """``key=value`` under a free-form mapping conf/ leaves empty (chip.hardware, chip.resources,
+    sweep.axes, ...) adds the key, as ``++key=value`` would: Hydra would refuse it as not in the config."""
+    free = tuple(free_mappings())
+    out = []
+    for arg in args:
+        key = arg.split("=", 1)[0]
+        if "=" in arg and not arg.startswith(("+", "~", "-")) and any(
+                key == f or key.startswith(f + ".") for f in free):
+            arg = "++" + arg
+        out.append(arg)
+    return out
+
+
+def free_mappings(cls=None, prefix: str = "") -> list[str]:
+    """Dotted keys of the free-form mappings (``dict`` fields: chip.hardware, sweep.axes, ...)."""
+    cls = cls or RunConfig
+    out: list[str] = []
+    for name, hint in typing.get_type_hints(cls).items():
+        if dataclasses.is_dataclass(hint):
+            out += free_mappings(hint, f"{prefix}{name}.")
+        elif hint is dict:
+            out.append(prefix + name)
+    return out
+
+
 def main() -> None:
+    os.environ.setdefault("RAY_LOGGER_LEVEL", "warning")   # no INFO lines from ray.init around our one line
+    sys.argv[1:] = free_overrides(sys.argv[1:])
     _precheck(sys.argv[1:])
     _app()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -114,6 +115,7 @@ class DebugConfig:
     crash_round: int | None = None                 # ... at this round, once
     crash_points: list = field(default_factory=list)  # more crashes: "chip:call:round", call round|val|test
     interrupt_round: int | None = None             # simulate Ctrl-C before this round
+    kill_round: int | None = None                  # SIGKILL this driver before this round (a lost driver)
 
 
 @dataclass
@@ -193,6 +195,8 @@ CHOICES = {
     "trainer.optimizer": ("adam", "sgd"), "trainer.loss": ("cross_entropy",),
     "topology.kind": ("single", "data_parallel", "pipeline", "width"), "tracking.kind": ("mlflow", "none"),
     "cluster.kind": ("local", "address"), "study.kind": ("focusing", "exceptional_point"), "cluster.on_chip_failure": ("fail", "drop"),
+    "study.focusing.loss": ("intensity", "log_intensity", "fraction", "log_fraction"),   # optics.scattering.FOCUS_LOSSES
+    "study.exceptional_point.method": ("gauss_newton", "adam", "sgd"),                  # optics.exceptional.METHODS
 }
 POSITIVE = {"study.focusing.ffm_steps", "study.focusing.lr", "study.focusing.sequential_cycles",
             "study.focusing.pso_particles", "study.focusing.pso_iterations", "study.exceptional_point.lr",
@@ -200,8 +204,8 @@ POSITIVE = {"study.focusing.ffm_steps", "study.focusing.lr", "study.focusing.seq
             "trainer.temperature", "topology.n_chips", "topology.microbatches", "cluster.round_timeout_s", "checkpoint_every",
             "tracking.flush_timeout_s", "tracking.probe_timeout_s",
             "chip.n", "chip.n_layers", "chip.n_modes", "task.features", "chip.distance", "trainer.max_rounds", "chip.fft_threads",
-            "chip.samples_per_pass"}
-NONNEGATIVE = {"sweep.max_parallel", "sweep.stop_after", "chip.level", "chip.num_cpus", "chip.num_gpus", "trainer.momentum", "trainer.fidelity_every",
+            "chip.samples_per_pass", "cluster.num_cpus"}
+NONNEGATIVE = {"seed", "sweep.max_parallel", "sweep.stop_after", "chip.level", "chip.num_cpus", "chip.num_gpus", "trainer.momentum", "trainer.fidelity_every",
                "cluster.max_restarts", "cluster.round_retries", "chip.pad"}
 
 
@@ -235,9 +239,15 @@ def register_resolvers() -> None:
 def _plain(raw):
     if hasattr(raw, "_metadata"):  # an OmegaConf node: resolve interpolations first
         from omegaconf import OmegaConf  # noqa: PLC0415
+        from omegaconf.errors import MissingMandatoryValue  # noqa: PLC0415
 
         register_resolvers()
-        return OmegaConf.to_container(raw, resolve=True)
+        try:
+            return OmegaConf.to_container(raw, resolve=True, throw_on_missing=True)
+        except MissingMandatoryValue as exc:
+            key = exc.full_key or "a key"
+            raise ConfigError(f"{key} must be set (conf/ leaves it ???); add {key}=<value> to the command "
+                              "line") from None
     return raw
 
 
@@ -289,38 +299,75 @@ def _coerce(key: str, value, hint):
 
 
 def _check_relations(cfg: RunConfig) -> None:
+    _check_topology(cfg)
+    _check_task(cfg.task, cfg.chip)
+    if cfg.chip.calibrate_registration and (cfg.chip.kind != "diffractive" or cfg.topology.kind == "pipeline"):
+        raise ConfigError("chip.calibrate_registration needs chip=diffractive and a topology other than pipeline")
+    if cfg.chip.samples_per_pass is not None and cfg.topology.kind == "pipeline":
+        raise ConfigError("chip.samples_per_pass does not apply to topology=pipeline; set topology.microbatches")
+    if cfg.cluster.kind == "address" and not cfg.cluster.address:
+        raise ConfigError("cluster.address must be set for cluster=address (e.g. cluster.address=ray://head:10001)")
+    if cfg.trainer.masks_from and cfg.trainer.kind != "insilico":
+        raise ConfigError("trainer.masks_from deploys trained masks: use it with trainer=insilico")
+    _check_sweep(cfg.sweep)
+    for name in ("focusing", "exceptional_point"):
+        _check_seeds(f"study.{name}.seeds", getattr(cfg.study, name).seeds)
+    if cfg.topology.kind == "pipeline" and cfg.cluster.on_chip_failure == "drop":
+        raise ConfigError("cluster.on_chip_failure=drop cannot apply to topology=pipeline: every stage holds "
+                          "layers of the network; use on_chip_failure=fail (a failed round is re-run on every stage)")
+    d = cfg.debug
+    if (d.crash_chip is None) != (d.crash_round is None):
+        missing = "debug.crash_round" if d.crash_round is None else "debug.crash_chip"
+        raise ConfigError(f"debug.crash_chip and debug.crash_round must be set together; set {missing} too")
+    crash_points(d)
+
+
+def _check_topology(cfg: RunConfig) -> None:
     top = cfg.topology
     if top.kind == "single" and top.n_chips != 1:
         raise ConfigError(f"topology.n_chips must be 1 for topology=single, got {top.n_chips}")
     if len(top.chip_seeds) < top.n_chips:
         raise ConfigError(f"topology.chip_seeds has {len(top.chip_seeds)} seeds for {top.n_chips} chips; "
                           "give one seed per chip")
+    _check_seeds("topology.chip_seeds", top.chip_seeds)
     if cfg.trainer.batch_size < top.n_chips:
         raise ConfigError(f"trainer.batch_size={cfg.trainer.batch_size} is smaller than topology.n_chips="
                           f"{top.n_chips}; every chip needs at least one sample per round")
     if cfg.chip.kind == "mzi" and top.kind in ("pipeline", "width"):
         raise ConfigError(f"topology={top.kind} splits a diffractive chip; use topology=single or "
                           "data_parallel with chip=mzi")
-    if cfg.chip.calibrate_registration and (cfg.chip.kind != "diffractive" or top.kind == "pipeline"):
-        raise ConfigError("chip.calibrate_registration needs chip=diffractive and a topology other than pipeline")
-    if cfg.chip.samples_per_pass is not None and top.kind == "pipeline":
-        raise ConfigError("chip.samples_per_pass does not apply to topology=pipeline; set topology.microbatches")
-    if cfg.task.name == "iris" and cfg.chip.kind != "mzi":
+    if top.kind == "pipeline":
+        layers = cfg.chip.n_layers or _geometry_layers(cfg.chip.geometry)
+        if top.n_chips > layers:
+            raise ConfigError(f"topology.n_chips={top.n_chips} pipeline stages exceed the chip's {layers} layers; "
+                              f"use topology.n_chips <= {layers} or raise chip.n_layers")
+
+
+def _geometry_layers(name: str) -> int:
+    from optics.geometry import Geometry  # noqa: PLC0415
+
+    return getattr(Geometry, name)().n_layers
+
+
+def _check_seeds(key: str, seeds: list) -> None:
+    """Seeds are non-negative integers (NumPy refuses others)."""
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise ConfigError(f"{key} must list integers >= 0, got {s!r} in {list(seeds)!r}")
+
+
+def _check_task(task: TaskConfig, chip: ChipConfig) -> None:
+    for key in ("val_fraction", "test_fraction"):
+        value = getattr(task, key)
+        if not 0 < value < 1:
+            raise ConfigError(f"task.{key} must be a fraction in (0, 1), got {value!r}")
+    if task.name != "idx" and task.val_fraction + task.test_fraction >= 1:
+        raise ConfigError(f"task.val_fraction + task.test_fraction must be < 1 (some samples must train), got "
+                          f"{task.val_fraction} + {task.test_fraction}")
+    if task.name == "iris" and chip.kind != "mzi":
         raise ConfigError("task=iris has 4 features, not images: use it with chip=mzi")
-    if cfg.task.name == "idx" and not cfg.task.data_dir:
+    if task.name == "idx" and not task.data_dir:
         raise ConfigError("task.data_dir must name a folder of IDX files for task=idx")
-    if cfg.cluster.kind == "address" and not cfg.cluster.address:
-        raise ConfigError("cluster.address must be set for cluster=address (e.g. cluster.address=ray://head:10001)")
-    if cfg.trainer.masks_from and cfg.trainer.kind != "insilico":
-        raise ConfigError("trainer.masks_from deploys trained masks: use it with trainer=insilico")
-    _check_sweep(cfg.sweep)
-    if top.kind == "pipeline" and cfg.cluster.on_chip_failure == "drop":
-        raise ConfigError("cluster.on_chip_failure=drop cannot apply to topology=pipeline: every stage holds "
-                          "layers of the network; use on_chip_failure=fail (a failed round is re-run on every stage)")
-    d = cfg.debug
-    if (d.crash_chip is None) != (d.crash_round is None):
-        raise ConfigError("debug.crash_chip and debug.crash_round must be set together")
-    crash_points(d)
 
 
 def crash_points(d: DebugConfig) -> tuple[tuple[int, str, int], ...]:
@@ -341,6 +388,9 @@ def _check_sweep(sw: SweepConfig) -> None:
         return
     if not sw.seeds or not sw.trainers:
         raise ConfigError(f"sweep {sw.name}: sweep.seeds and sweep.trainers must be non-empty lists")
+    _check_seeds("sweep.seeds", sw.seeds)
+    if sw.resume not in ("auto", "never") and not re.fullmatch(r"[0-9a-f]{32}", sw.resume):
+        raise ConfigError(f"sweep.resume must be auto, never or a parent run id (32 hex digits), got {sw.resume!r}")
     bad = sorted(set(sw.trainers) - set(CHOICES["trainer.kind"]))
     if bad:
         raise ConfigError(f"sweep.trainers has unknown trainer {bad[0]!r}; use {', '.join(CHOICES['trainer.kind'])}")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -21,7 +23,7 @@ from . import checkpoint, figures
 from .build import check_cluster, fingerprint, flat_params, load_split, make_plan, make_tracker, run_tags, start_ray
 from .config import ConfigError, RunConfig, load_config
 from .coordinator import TrainState, batch_indices, end_epoch, init_state, step
-from .preflight import check_output_dir, finite_phases
+from .preflight import check_inputs, check_output_dir, finite_phases
 from .topologies import make_topology
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")   # an MLflow run id
@@ -64,12 +66,13 @@ def train(raw_cfg) -> dict:
     cfg = raw_cfg if isinstance(raw_cfg, RunConfig) else load_config(raw_cfg)
     out_dir = cfg.output_dir or os.path.join("outputs", time.strftime("%Y-%m-%d_%H-%M-%S"))
     cfg = dataclasses.replace(cfg, output_dir=out_dir)
+    check_inputs(cfg)                                          # cheap checks first (the CLI ran them too)
     split = load_split(cfg)
     plan = make_plan(cfg, split.n_classes, len(split.train))   # every check passes before Ray starts
     for note in plan.notes:
         print(f"ffm-train: warning: {note}", file=sys.stderr)
     tracker = make_tracker(cfg)
-    _probe(tracker, cfg.tracking.probe_timeout_s)
+    tracker.probe(cfg.tracking.probe_timeout_s)
     state, run_id = _initial_state(cfg, plan, tracker)
     created = check_output_dir(out_dir)
     try:
@@ -82,13 +85,9 @@ def train(raw_cfg) -> dict:
             shutil.rmtree(out_dir, ignore_errors=True)
         raise
     tracker.start(flat_params(cfg), run_tags(cfg), run_id=run_id)
+    if cfg.resume:
+        tracker.event(f"resumed at round {state.round} from {cfg.resume}")
     return _run(cfg, plan, topo, tracker, split, split_ref, state)
-
-
-def _probe(tracker, timeout_s: float) -> None:
-    probe = getattr(tracker, "probe", None)
-    if probe is not None:
-        probe(timeout_s)
 
 
 def _run(cfg: RunConfig, plan, topo, tracker, split, split_ref, state: TrainState) -> dict:
@@ -101,20 +100,30 @@ def _run(cfg: RunConfig, plan, topo, tracker, split, split_ref, state: TrainStat
     sess = Session(cfg, plan, topo, tracker, len(split.train), n_batches, total,
                    os.path.join(cfg.output_dir, "checkpoints", "latest.npz"), {}, split_ref)
     t0 = time.perf_counter()
-    try:
+    with tracked_run(tracker, topo.workers):
         state = _loop(sess, state)
-        summary = _finish(sess, state, time.perf_counter() - t0)
+        return _finish(sess, state, time.perf_counter() - t0)
+
+
+@contextlib.contextmanager
+def tracked_run(tracker, workers: list):
+    """The end of a tracked run, however it ends: the actors stopped, the run marked FINISHED,
+    KILLED (Ctrl-C) or FAILED; a spool not drained in time is named with the command that sends it."""
+    status = "FINISHED"
+    try:
+        yield
     except KeyboardInterrupt:
-        tracker.end("KILLED")
+        status = "KILLED"
         raise
     except BaseException:
-        tracker.end("FAILED")
+        status = "FAILED"
         raise
     finally:
-        for w in topo.workers:
+        for w in workers:
             ray.kill(w)
-    tracker.end("FINISHED")
-    return summary
+        backlog = tracker.end(status)
+        if backlog:
+            print(f"ffm-train: warning: {backlog}", file=sys.stderr, flush=True)
 
 
 def _initial_state(cfg: RunConfig, plan, tracker) -> tuple[TrainState, str | None]:
@@ -190,6 +199,8 @@ def _rounds(sess: Session, state: TrainState, bar) -> TrainState:
         if state.position < sess.batches_per_epoch and state.round < sess.total_rounds:
             if cfg.debug.interrupt_round == state.round:
                 raise KeyboardInterrupt
+            if cfg.debug.kill_round == state.round:   # fault injection: a driver lost without a word
+                os.kill(os.getpid(), signal.SIGKILL)
             state, metrics = _round(sess, state)
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['accuracy']:.2f}")

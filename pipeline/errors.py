@@ -7,6 +7,11 @@ composition, MLflow, the file system, Ray) the fix is added here.
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import sys
+import typing
+
 
 def _first_line(exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
@@ -21,11 +26,41 @@ def _hydra(exc: BaseException) -> str | None:
         hint = f"; available: {', '.join(options)}" if options else "; see the folders of conf/ for the groups"
         return f"{_first_line(exc)}{hint}"
     if isinstance(exc, HydraException):
-        return f"{_first_line(exc)}; check the override's spelling (key=value, group=option, +new_key=value)"
+        return _not_in_conf(exc) or (f"{_first_line(exc)}; check the override's spelling (key=value, "
+                                     "group=option, +new_key=value)")
     return None
 
 
+def _not_in_conf(exc: BaseException) -> str | None:
+    """Hydra's "Could not override 'K'. To append ... use +K=V": an unknown key, or one conf/ leaves out."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    found = re.match(r"Could not override '([^']+)'", lines[0]) if lines else None
+    if not found or len(lines) < 2 or " use +" not in lines[1]:
+        return None
+    key = found.group(1)
+    section, _, leaf = key.rpartition(".")
+    known = section_keys(section)
+    if known is not None and leaf not in known:
+        where = f" of {section}" if section else ""
+        return f"unknown key {key}; known keys{where}: {', '.join(sorted(known))}"
+    return f"{key} is not in conf/; add it with {lines[1].split(' use ', 1)[1]}"
+
+
+def section_keys(section: str) -> set[str] | None:
+    """The keys of config section ``section`` ('' is the top), or None if it is not a section."""
+    from .config import RunConfig  # noqa: PLC0415
+
+    cls = RunConfig
+    for part in filter(None, section.split(".")):
+        cls = typing.get_type_hints(cls).get(part)
+        if not dataclasses.is_dataclass(cls):
+            return None
+    return {f.name for f in dataclasses.fields(cls)}
+
+
 def _mlflow(exc: BaseException) -> str | None:
+    if "mlflow" not in sys.modules:   # not imported: the error is not MLflow's (and importing costs seconds)
+        return None
     try:
         from mlflow.exceptions import MlflowException  # noqa: PLC0415
     except ImportError:
@@ -37,6 +72,8 @@ def _mlflow(exc: BaseException) -> str | None:
 
 
 def _ray(exc: BaseException) -> str | None:
+    if "ray" not in sys.modules:
+        return None
     try:
         from ray.exceptions import RayError  # noqa: PLC0415
     except ImportError:
@@ -52,14 +89,20 @@ def explain(exc: BaseException) -> str:
     """``what; fix`` in one line."""
     from .checkpoint import CheckpointError  # noqa: PLC0415
     from .config import ConfigError  # noqa: PLC0415
-    from .rounds import ChipError, ChipFailure  # noqa: PLC0415
 
-    if isinstance(exc, (ConfigError, CheckpointError, ChipError, ChipFailure)):
+    rounds = sys.modules.get(f"{__package__}.rounds")   # imports Ray: only if the run got that far
+    ours = (ConfigError, CheckpointError) + ((rounds.ChipError, rounds.ChipFailure) if rounds else ())
+    if isinstance(exc, ours):
         return _first_line(exc)
     for known in (_hydra, _mlflow, _ray):
         line = known(exc)
         if line:
             return line
+    if isinstance(exc, ConnectionError) and "Ray" in str(exc):   # ray.init(address=...) found no cluster
+        return (f"Ray: {_first_line(exc)}; start one (ray start --head) and set cluster.address=auto or "
+                "HOST:PORT / ray://head:10001, or use cluster=local")
+    if isinstance(exc, ConnectionError):
+        return f"{_first_line(exc)}; check that the server it names is running and reachable"
     if isinstance(exc, PermissionError):
         return f"{exc.strerror}: {exc.filename}; choose a folder you can write (output_dir=...)"
     if isinstance(exc, OSError):

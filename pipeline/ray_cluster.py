@@ -119,4 +119,22 @@ def connect(address: str) -> None:
     if ray.is_initialized():
         return
     _enable_token_auth()
-    ray.init(address=address, log_to_driver=False)
+    if _nodes_on_loopback(address):   # a cluster started by start_local: join it on loopback
+        with _single_machine():
+            ray.init(address=address, log_to_driver=False, _node_ip_address=LOOPBACK)
+        return
+    ray.init(address=address, log_to_driver=False)   # `ray start` nodes register the host address
+
+
+def _nodes_on_loopback(address: str) -> bool:
+    """Does the GCS at ``address`` (a loopback HOST:PORT) hold a live node registered on 127.0.0.1?"""
+    host = address.rsplit(":", 1)[0]
+    if address.startswith("ray://") or not (host.startswith("127.") or host == "localhost"):
+        return False
+    try:
+        from ray._raylet import GcsClient  # noqa: PLC0415
+
+        nodes = GcsClient(address=address).get_all_node_info(timeout=5).values()
+    except Exception:  # noqa: BLE001  (no answer: let ray.init say what is wrong)
+        return False
+    return any(n.node_manager_address == LOOPBACK and n.state == 0 for n in nodes)

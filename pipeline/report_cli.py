@@ -4,6 +4,9 @@
 (``ffm-train experiment=imperfection_sweep`` and the other sweep experiments), read from
 its child runs and logged to its parent run.
 
+``ffm-report replay <spool>``: send what a run's tracking spool still holds (after an outage
+longer than the run waited for, or a killed driver) to the tracking server.
+
 ``ffm-report scaling``: throughput, efficiency against one chip, coordinator overhead, the
 per-round time breakdown and accuracy for every (topology, chip count) job of
 ``ffm-train experiment=scaling``; writes ``scaling.csv``, ``scaling.md`` and
@@ -83,7 +86,11 @@ def _plot(rows: list[dict], path: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="ffm-report", description=__doc__.splitlines()[0])
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["replay"]:
+        return _replay(argv[1:])
+    p = argparse.ArgumentParser(prog="ffm-report", description=__doc__.splitlines()[0],
+                                epilog="ffm-report replay <spool> [--uri URI]: send a run's leftover tracking spool")
     p.add_argument("study", choices=["scaling", "sweep"])
     p.add_argument("run_id", nargs="?", help="sweep: the sweep's parent run id")
     p.add_argument("--experiment", default="ffm-scaling", help="scaling: MLflow experiment holding the runs")
@@ -120,6 +127,30 @@ def _sweep(args) -> int:
         return 2
     print(open(files[1]).read())
     print(f"wrote {', '.join(files)}; logged to the parent run {args.run_id}")
+    return 0
+
+
+def _replay(argv: list[str]) -> int:
+    """``ffm-report replay <spool> [--uri URI] [--timeout S]``: drain a leftover spool, in order, once."""
+    from .spool import SpoolBacklog, SpoolBusy, read_meta, replay  # noqa: PLC0415
+    from .tracking import TrackingUnavailable, probe  # noqa: PLC0415
+
+    p = argparse.ArgumentParser(prog="ffm-report replay", description=_replay.__doc__)
+    p.add_argument("spool", help="the run's tracking spool folder (<output_dir>/tracking-spool)")
+    p.add_argument("--uri", default=None, help="tracking URI (default: the one the run logged to)")
+    p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (default: never)")
+    args = p.parse_args(argv)
+    try:
+        uri = args.uri or read_meta(args.spool).get("uri") or default_uri()
+        probe(uri)
+        sent = replay(args.spool, uri, args.timeout)
+    except (FileNotFoundError, ValueError, SpoolBusy, TrackingUnavailable) as exc:
+        print(f"ffm-report: error: {exc}", file=sys.stderr)
+        return 2
+    except SpoolBacklog as exc:
+        print(f"ffm-report: sent {exc.sent} records; {exc}", file=sys.stderr)
+        return 1
+    print(f"sent {sent} records from {args.spool} to {uri}")
     return 0
 
 

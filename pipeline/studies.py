@@ -100,35 +100,23 @@ def run_study(cfg: RunConfig) -> dict:
     import ray  # noqa: PLC0415
 
     from .build import flat_params, make_plan_policy, make_tracker, run_tags, start_ray  # noqa: PLC0415
+    from .driver import tracked_run  # noqa: PLC0415
     from .rounds import call_chips  # noqa: PLC0415
 
     seeds, spec = _settings(cfg)
     tracker = make_tracker(cfg)
-    probe = getattr(tracker, "probe", None)
-    if probe is not None:
-        probe(cfg.tracking.probe_timeout_s)
+    tracker.probe(cfg.tracking.probe_timeout_s)
     start_ray(cfg)
     remote = ray.remote(num_cpus=cfg.chip.num_cpus, max_restarts=cfg.cluster.max_restarts)(StudyWorker)
     workers = [remote.remote(cfg.study.kind, seed, spec["settings"], spec["measurement"]) for seed in seeds]
     tracker.start(flat_params(cfg), run_tags(cfg) | {"study": cfg.study.kind})
     t0 = time.perf_counter()
-    try:
+    with tracked_run(tracker, workers):
         calls = {i: (lambda w=w: w.run.remote()) for i, w in enumerate(workers)}   # one coarse call per device
         found, _ = call_chips(calls, make_plan_policy(cfg, strict=True), f"study {cfg.study.kind}", tracker.event,
                               workers)
         results = {seed: found[i] for i, seed in enumerate(seeds)}
-        summary = _log_study(cfg, tracker, results, time.perf_counter() - t0)
-    except KeyboardInterrupt:
-        tracker.end("KILLED")
-        raise
-    except BaseException:
-        tracker.end("FAILED")
-        raise
-    finally:
-        for w in workers:
-            ray.kill(w)
-    tracker.end("FINISHED")
-    return summary
+        return _log_study(cfg, tracker, results, time.perf_counter() - t0)
 
 
 def _log_study(cfg: RunConfig, tracker, results: dict, wall_s: float) -> dict:

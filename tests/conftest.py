@@ -1,3 +1,12 @@
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
 import numpy as np
 import pytest
 
@@ -56,3 +65,51 @@ def ray_cluster():
 @pytest.fixture
 def sqlite_uri(tmp_path):
     return f"sqlite:///{tmp_path}/mlflow.db"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mlflow_server_at(folder, port: int | None = None):
+    """A real `mlflow server` on 127.0.0.1 (SQLite backend, proxied artifacts under ``folder``);
+    yields ``(url, process)``. The same ``folder`` and ``port`` start it again after a stop."""
+    port = port or free_port()
+    log = open(os.path.join(folder, "server.log"), "a")
+    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "mlflow"), "server",
+                             "--backend-store-uri", f"sqlite:///{folder}/server.db",
+                             "--artifacts-destination", os.path.join(folder, "artifacts"),
+                             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                            stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240   # a loaded 2-core machine can take a while
+        while True:
+            try:
+                if urllib.request.urlopen(url + "/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("mlflow server did not come up: " + open(log.name).read()[-3000:])
+                time.sleep(0.5)
+        yield url, proc
+    finally:
+        stop_server(proc)
+        log.close()
+
+
+def stop_server(proc) -> None:
+    """Stop a server started by :func:`mlflow_server_at` (it and its job-runner children)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real `mlflow server` on 127.0.0.1 for one test; yields its URL."""
+    with mlflow_server_at(str(tmp_path)) as (url, _):
+        yield url

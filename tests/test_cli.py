@@ -1,12 +1,8 @@
 """The ffm-train command: one-line errors before any work, multirun, a real MLflow server."""
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 from conftest import compose
@@ -37,39 +33,6 @@ def test_multirun_makes_one_run_per_trainer(tmp_path):
     assert sorted(r.data.params["trainer.kind"] for r in runs) == ["ffm", "insilico"]
     assert all(r.info.status == "FINISHED" for r in runs)
     assert (tmp_path / "multirun" / "0" / "summary.json").exists()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def mlflow_server(tmp_path):
-    """A real `mlflow server` on 127.0.0.1 with a SQLite backend and proxied artifacts."""
-    port = _free_port()
-    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "mlflow"), "server",
-                             "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
-                             "--artifacts-destination", str(tmp_path / "artifacts"),
-                             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "server.log", "w"),
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240   # a loaded 2-core machine can take a while
-        while True:
-            try:
-                if urllib.request.urlopen(url + "/health", timeout=2).status == 200:
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("mlflow server did not come up: " + (tmp_path / "server.log").read_text()[-3000:])
-                time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # the server and its job-runner children
-        proc.wait(timeout=30)
 
 
 @pytest.mark.slow
