@@ -46,6 +46,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
+WORKER_NICENESS_ENV = "RAY_worker_niceness"   # read by the raylet when it starts
 SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"   # "0": node IP = loopback
 LOOPBACK = "127.0.0.1"
 
@@ -101,6 +102,9 @@ def start_local(num_cpus: int | None, include_dashboard: bool) -> None:
     if ray.is_initialized():
         return
     _enable_token_auth()
+    # Ray starts workers at nice 15; a chip actor is the work itself, so it must not starve
+    # behind every other process on a busy machine (set RAY_worker_niceness to keep Ray's choice)
+    os.environ.setdefault(WORKER_NICENESS_ENV, "0")
     with _single_machine():
         ray.init(num_cpus=num_cpus, include_dashboard=include_dashboard, dashboard_host=LOOPBACK,
                  log_to_driver=False, _node_ip_address=LOOPBACK)

@@ -77,7 +77,8 @@ def _set(tree: dict, dotted: str, value) -> None:
             raise ConfigError(f"sweep.axes.{dotted}: {part!r} is not a config section")
         node = node[part]
     if leaf not in node and path and path[-1] not in ("hardware", "measurement", "vars"):
-        raise ConfigError(f"sweep.axes.{dotted}: unknown key {leaf!r} in {'.'.join(path)}")
+        raise ConfigError(f"sweep.axes.{dotted}: unknown key {leaf!r} in {'.'.join(path)}; known keys: "
+                          f"{', '.join(sorted(node))}")
     node[leaf] = value
 
 

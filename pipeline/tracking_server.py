@@ -195,6 +195,10 @@ def mark_dead_runs(uri: str, experiment: str, stale_s: float = STALE_S, keep: st
 _FIX = "start it, or point MLFLOW_TRACKING_URI (or tracking.uri=...) at a running one, or use tracking=none"
 
 
+# stores MLflow opens besides http(s), sqlite and files (SQLAlchemy dialects, Databricks, UC)
+KNOWN_SCHEMES = ("postgresql", "postgres", "mysql", "mssql", "oracle", "databricks", "databricks-uc", "uc")
+
+
 def probe(uri: str | None = None, timeout_s: float = 5.0) -> None:
     """Check quickly (about ``timeout_s`` at most) that the tracking URI answers; raises
     :class:`TrackingUnavailable` with one line naming the URI and the fix. http(s): GET /health,
@@ -206,6 +210,9 @@ def probe(uri: str | None = None, timeout_s: float = 5.0) -> None:
         _probe_http(uri.rstrip("/"), timeout_s)
     elif scheme == "sqlite" or scheme in ("", "file"):
         _probe_folder(uri, scheme)
+    elif scheme.split("+")[0] not in KNOWN_SCHEMES:
+        raise TrackingUnavailable(f"unknown tracking URI scheme {scheme!r} in {_safe(uri)}; use http(s)://, "
+                                  "sqlite:///, file:// or a database URL (postgresql://, mysql://, ...)")
     else:
         parts = urllib.parse.urlsplit(uri)
         port = parts.port or {"postgresql": 5432, "mysql": 3306, "mssql": 1433}.get(scheme.split("+")[0])

@@ -112,3 +112,24 @@ def test_driver_sigkill_then_resume_logs_each_step_once(ray_cluster, tmp_path, s
         assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == list(range(1, 7)), key
     events = client.download_artifacts(run.info.run_id, "events.txt", str(tmp_path))
     assert "resumed" in open(events).read()
+
+
+def test_a_chip_constructor_error_is_one_line_with_the_actors_own_text(ray_cluster):
+    """A chip that cannot be built on its host (no CuPy there) fails at the ping after creation
+    with its own error, not as a chip 'unavailable after retries' half a minute later."""
+    import dataclasses
+
+    from pipeline.build import load_split, make_plan
+    from pipeline.config import load_config
+    from pipeline.rounds import ChipError
+    from pipeline.topologies import make_topology
+
+    cfg = load_config(compose("debug=smoke", "tracking=none"))
+    split = load_split(cfg)
+    plan = make_plan(cfg, split.n_classes, len(split.train))
+    plan = dataclasses.replace(plan, chips=tuple(dataclasses.replace(c, backend="cupy") for c in plan.chips))
+    with pytest.raises(ChipError) as err:
+        make_topology(plan, cfg, split, ray_cluster.put(split), print)
+    line = str(err.value)
+    assert "\n" not in line and line.startswith("chip ") and "ping" in line
+    assert "CuPy" in line or "cupy" in line, line

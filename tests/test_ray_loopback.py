@@ -230,3 +230,17 @@ def test_auth_mode_token_or_unset_is_accepted(monkeypatch):
 
 def test_readme_allowlist_parses():
     assert isinstance(allowlist(), list)
+
+
+def test_chip_actors_run_at_normal_priority(ray_cluster):
+    """Ray starts workers at nice 15; chip actors are the work and must not starve on a busy machine."""
+    import os
+
+    @ray_cluster.remote(num_cpus=0)
+    class Probe:
+        def niceness(self) -> int:
+            return os.nice(0)
+
+    probe = Probe.remote()
+    assert ray_cluster.get(probe.niceness.remote()) == 0
+    ray_cluster.kill(probe)
