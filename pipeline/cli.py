@@ -99,9 +99,7 @@ def _interrupted_line(exc: KeyboardInterrupt, overrides) -> str:
 
 def _discard_if_empty(path: str) -> None:
     """Remove a run folder Hydra made for this process if it holds only Hydra's own files."""
-    if not path or not os.path.isdir(path) or os.stat(path).st_mtime < _STARTED - 1:
-        return
-    if os.path.getctime(path) < _STARTED - 1:
+    if not path or not os.path.isdir(path) or os.path.getctime(path) < _STARTED - 1:
         return
     hydra_own = {".hydra"} | {f for f in os.listdir(path) if f.endswith(".log")}
     if set(os.listdir(path)) - hydra_own:

@@ -72,7 +72,6 @@ def train(raw_cfg) -> dict:
     for note in plan.notes:
         print(f"ffm-train: warning: {note}", file=sys.stderr)
     tracker = make_tracker(cfg)
-    tracker.probe(cfg.tracking.probe_timeout_s)
     state, run_id = _initial_state(cfg, plan, tracker)
     created = check_output_dir(out_dir)
     try:

@@ -61,14 +61,9 @@ def section_keys(section: str) -> set[str] | None:
 def _mlflow(exc: BaseException) -> str | None:
     if "mlflow" not in sys.modules:   # not imported: the error is not MLflow's (and importing costs seconds)
         return None
-    try:
-        from mlflow.exceptions import MlflowException  # noqa: PLC0415
-    except ImportError:
-        return None
-    if isinstance(exc, MlflowException):
-        return (f"tracking: {_first_line(exc)}; check MLFLOW_TRACKING_URI / tracking.uri, or run with "
-                "tracking=none")
-    return None
+    from .tracking import tracking_error_line  # noqa: PLC0415  (the one module that knows MLflow)
+
+    return tracking_error_line(exc, _first_line(exc))
 
 
 def _ray(exc: BaseException) -> str | None:

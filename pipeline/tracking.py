@@ -272,6 +272,15 @@ class MlflowTracker(NullTracker):
         return f"mlflow ui --backend-store-uri {self.uri}   # then open http://127.0.0.1:5000"
 
 
+def tracking_error_line(exc: BaseException, first_line: str) -> str | None:
+    """One line with the fix for an MLflow error; None for any other error."""
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415
+
+    if isinstance(exc, MlflowException):
+        return f"tracking: {first_line}; check MLFLOW_TRACKING_URI / tracking.uri, or run with tracking=none"
+    return None
+
+
 def _short(value) -> str:
     text = str(value)
     return text if len(text) <= 500 else text[:497] + "..."
