@@ -26,15 +26,15 @@ from common import add_efficiency, report
 def _chip(args, rank: int, barrier, queue) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from optics import Geometry, HardwareSpec, Objective, SimulatedChip, forward_only_step, get_backend
-    from optics.data import encode_amplitude, load_digits_split
+    from optics.core.data import encode_amplitude, load_digits_split
 
     geometry = Geometry.reference() if args.geometry == "reference" else Geometry.small()
     backend = get_backend(args.backend, "complex64", fft_threads=args.threads)
     chip = SimulatedChip(geometry, HardwareSpec(), seed=rank + 1, backend=backend)
     chip.program(np.full((geometry.n_layers, geometry.n, geometry.n), np.pi))
     split = load_digits_split(0)
-    x = encode_amplitude(split.train.images[:args.batch], geometry.n, geometry.object_px)
-    y = split.train.labels[:args.batch]
+    x = encode_amplitude(split.train.images[: args.batch], geometry.n, geometry.object_px)
+    y = split.train.labels[: args.batch]
     objective = Objective()
     for step in range(args.warmup):
         forward_only_step(chip, x, y, objective, step, range(args.batch))
@@ -73,19 +73,32 @@ def main() -> None:
     args = p.parse_args()
     rows = [measure(args, k) for k in args.chips]
     add_efficiency(rows, "aggregate_samples_per_s")
-    info = {"host": platform.node(), "machine": platform.machine(), "cores": os.cpu_count(),
-            "numpy": np.__version__, "date": time.strftime("%Y-%m-%d %H:%M")}
+    info = {
+        "host": platform.node(),
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "numpy": np.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
     if args.backend == "cupy":
         import cupy
 
         props = cupy.cuda.runtime.getDeviceProperties(0)
         info |= {"gpu": props["name"].decode(), "cupy": cupy.__version__}
     path = os.path.join(args.out, f"chip-processes-{args.backend}-{args.geometry}.json")
-    report(path, {"benchmark": "chip processes sharing one device", **info, "args": vars(args), "rows": rows},
-           f"{info.get('gpu', info['machine'])}, {args.geometry} chip, batch {args.batch}",
-           ["chips", "aggregate samples/s", "per chip", "efficiency"],
-           lambda r: [str(r["chips"]), f"{r['aggregate_samples_per_s']:.1f}",
-                      f"{np.mean(r['per_chip_samples_per_s']):.1f}", f"{r['efficiency']:.2f}"])
+    report(
+        path,
+        {"benchmark": "chip processes sharing one device", **info, "args": vars(args), "rows": rows},
+        f"{info.get('gpu', info['machine'])}, {args.geometry} chip, batch {args.batch}",
+        ["chips", "aggregate samples/s", "per chip", "efficiency"],
+        lambda r: [
+            str(r["chips"]),
+            f"{r['aggregate_samples_per_s']:.1f}",
+            f"{np.mean(r['per_chip_samples_per_s']):.1f}",
+            f"{r['efficiency']:.2f}",
+        ],
+    )
+
 
 if __name__ == "__main__":
     main()

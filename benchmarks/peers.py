@@ -44,17 +44,24 @@ def lightridge_step(torch, g, mode, phases, corners, batch_x, batch_y):
     from lightridge import layers
 
     pad = 50 if mode == "defaults" else 32
-    kw = dict(wavelength=g.wavelength, pixel_size=g.pitch, size=g.n, pad=pad, distance=g.distance,
-              amplitude_factor=1, approx="Fresnel")
+    kw = dict(
+        wavelength=g.wavelength,
+        pixel_size=g.pitch,
+        size=g.n,
+        pad=pad,
+        distance=g.distance,
+        amplitude_factor=1,
+        approx="Fresnel",
+    )
 
     class Net(torch.nn.Module):  # the tutorial's structure (lightridge.models is broken)
         def __init__(self):
             super().__init__()
-            self.diff = torch.nn.ModuleList([layers.DiffractLayer_Raw(phase_mod=True, **kw)
-                                             for _ in range(g.n_layers)])
+            self.diff = torch.nn.ModuleList([layers.DiffractLayer_Raw(phase_mod=True, **kw) for _ in range(g.n_layers)])
             self.last = layers.DiffractLayer_Raw(phase_mod=False, **kw)
-            self.det = layers.Detector(x_loc=[c[0] for c in corners], y_loc=[c[1] for c in corners],
-                                       det_size=g.detector_px, size=g.n)
+            self.det = layers.Detector(
+                x_loc=[c[0] for c in corners], y_loc=[c[1] for c in corners], det_size=g.detector_px, size=g.n
+            )
 
         def forward(self, x):
             for layer in self.diff:
@@ -69,8 +76,12 @@ def lightridge_step(torch, g, mode, phases, corners, batch_x, batch_y):
             for layer in list(model.diff) + [model.last]:
                 layer.h.data = layer.h.data.to(torch.complex64)
     params = [p for p in model.parameters() if p.requires_grad]
-    info = {"fft_size": g.n + 2 * pad, "kernel_dtype": str(model.diff[0].h.dtype), "approx": "Fresnel",
-            "loss": "cross-entropy on lightridge.layers.Detector output (its default Softmax)"}
+    info = {
+        "fft_size": g.n + 2 * pad,
+        "kernel_dtype": str(model.diff[0].h.dtype),
+        "approx": "Fresnel",
+        "loss": "cross-entropy on lightridge.layers.Detector output (its default Softmax)",
+    }
 
     def step(i):
         x, y = batch_x[i], batch_y[i]
@@ -79,6 +90,7 @@ def lightridge_step(torch, g, mode, phases, corners, batch_x, batch_y):
         loss = torch.nn.functional.cross_entropy(model(x), y)
         loss.backward()
         return loss
+
     return step, info
 
 
@@ -96,18 +108,23 @@ def torchoptics_step(torch, g, mode, phases, masks, batch_x, batch_y, temperatur
     else:
         prop_kw = {}
         fdt, cdt = torch.float64, torch.complex128
-    mods = [PhaseModulator(torch.nn.Parameter(torch.from_numpy(phases[i]).to(fdt)), z=round(g.distance * (i + 1), 6))
-            for i in range(g.n_layers)]
+    mods = [
+        PhaseModulator(torch.nn.Parameter(torch.from_numpy(phases[i]).to(fdt)), z=round(g.distance * (i + 1), 6))
+        for i in range(g.n_layers)
+    ]
     det = LinearDetector(weight=torch.from_numpy(masks).to(fdt), z=round(g.distance * (g.n_layers + 1), 6))
     system = System(*mods, det)
     params = [p for p in system.parameters() if p.requires_grad]
     cell = float(det.cell_area())
     xs = [x.to(cdt) for x in batch_x]
     pad = prop_kw.get("asm_pad", (2 * g.n, 2 * g.n))[0]
-    info = {"fft_size": g.n + 2 * pad, "dtype": f"{fdt} / {cdt}",
-            "propagation_method": prop_kw.get("propagation_method", "AUTO (default)"),
-            "asm_pad": str(prop_kw.get("asm_pad", "default (2N per side)")),
-            "loss": "cross-entropy on detector energies / T (as ours)"}
+    info = {
+        "fft_size": g.n + 2 * pad,
+        "dtype": f"{fdt} / {cdt}",
+        "propagation_method": prop_kw.get("propagation_method", "AUTO (default)"),
+        "asm_pad": str(prop_kw.get("asm_pad", "default (2N per side)")),
+        "loss": "cross-entropy on detector energies / T (as ours)",
+    }
 
     def step(i):
         for p in params:
@@ -116,6 +133,7 @@ def torchoptics_step(torch, g, mode, phases, masks, batch_x, batch_y, temperatur
         loss = torch.nn.functional.cross_entropy(scores / temperature, batch_y[i])
         loss.backward()
         return loss
+
     return step, info
 
 
@@ -177,14 +195,26 @@ def main() -> None:
     mem = {k: None for k in contenders}  # peers.sh measures it in a second run
     import importlib.metadata as md
 
-    rec = {"library": args.library, "version": md.version(args.library), "mode": args.mode, "batch": args.batch,
-           "torch": torch.__version__, "numpy": np.__version__, "data": source, "threads": args.threads,
-           **info, "ours_fft_size": twin.props[-1].n_pad,
-           "peer_samples_per_s": args.batch / med["peer"], "ours_samples_per_s": args.batch / med["ours"],
-           "ours_over_peer": med["peer"] / med["ours"], "peer_peak_step_mb": mem["peer"],
-           "ours_peak_step_mb": mem["ours"], "times_s": times,
-           "loadavg_1min": {"min": min(load), "median": statistics.median(load), "max": max(load)},
-           "date": time.strftime("%Y-%m-%d %H:%M")}
+    rec = {
+        "library": args.library,
+        "version": md.version(args.library),
+        "mode": args.mode,
+        "batch": args.batch,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "data": source,
+        "threads": args.threads,
+        **info,
+        "ours_fft_size": twin.props[-1].n_pad,
+        "peer_samples_per_s": args.batch / med["peer"],
+        "ours_samples_per_s": args.batch / med["ours"],
+        "ours_over_peer": med["peer"] / med["ours"],
+        "peer_peak_step_mb": mem["peer"],
+        "ours_peak_step_mb": mem["ours"],
+        "times_s": times,
+        "loadavg_1min": {"min": min(load), "median": statistics.median(load), "max": max(load)},
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
     with open(args.out, "w") as f:
         json.dump(rec, f, indent=1)
     print(json.dumps({k: v for k, v in rec.items() if k != "times_s"}))

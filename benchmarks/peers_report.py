@@ -16,15 +16,21 @@ def _mb(v) -> str:
 
 
 def table(rows: list[dict], missing: list[str]) -> str:
-    lines = ["B1 ref task (200 px, 5 layers, batch 64) against the peers, each interleaved with our step in "
-             "one process (2-core CPU, 2 threads)", "",
-             "| peer | settings | peer FFT size | peer dtype | peer samples/s | ours samples/s (264^2) | "
-             "ours / peer | peak MB per step (peer / ours) | load avg |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "B1 ref task (200 px, 5 layers, batch 64) against the peers, each interleaved with our step in "
+        "one process (2-core CPU, 2 threads)",
+        "",
+        "| peer | settings | peer FFT size | peer dtype | peer samples/s | ours samples/s (264^2) | "
+        "ours / peer | peak MB per step (peer / ours) | load avg |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         dtype = r.get("dtype") or f"kernel {r.get('kernel_dtype')}"
-        lines.append(f"| {r['library']} {r['version']} | {r['mode']} | {r['fft_size']}^2 | {dtype} | "
-                     f"{r['peer_samples_per_s']:.1f} | {r['ours_samples_per_s']:.1f} | {r['ours_over_peer']:.2f}x | "
-                     f"{_mb(r['peer_peak_step_mb'])} / {_mb(r['ours_peak_step_mb'])} | {r['loadavg_1min']['median']:.1f} |")
+        lines.append(
+            f"| {r['library']} {r['version']} | {r['mode']} | {r['fft_size']}^2 | {dtype} | "
+            f"{r['peer_samples_per_s']:.1f} | {r['ours_samples_per_s']:.1f} | {r['ours_over_peer']:.2f}x | "
+            f"{_mb(r['peer_peak_step_mb'])} / {_mb(r['ours_peak_step_mb'])} | {r['loadavg_1min']['median']:.1f} |"
+        )
     lines += [f"| {m} | not measured | | | | | | | |" for m in missing]
     return "\n".join(lines)
 

@@ -6,14 +6,15 @@ from __future__ import annotations
 import numpy as np
 
 from optics import Geometry
-from optics.propagation import transfer_function
+from optics.core.propagation import transfer_function
 
 
 class TorchNet:
     """The same diffractive network in torch: pad -> fft2 -> x H -> ifft2 -> crop per hop."""
 
-    def __init__(self, torch, g: Geometry, n_pad: int, phases: np.ndarray, masks: np.ndarray,
-                 temperature: float, device: str):
+    def __init__(
+        self, torch, g: Geometry, n_pad: int, phases: np.ndarray, masks: np.ndarray, temperature: float, device: str
+    ):
         self.torch, self.g, self.n_pad, self.temperature = torch, g, n_pad, temperature
         h = transfer_function(n_pad, g.pitch, g.wavelength, g.distance)
         self.H = torch.as_tensor(h.astype(np.complex64), device=device)
@@ -27,7 +28,7 @@ class TorchNet:
         if self.n_pad > n:
             u = F.pad(u, (o, p, o, p))
         u = torch.fft.ifft2(torch.fft.fft2(u) * self.H)
-        return u[..., o:o + n, o:o + n] if self.n_pad > n else u
+        return u[..., o : o + n, o : o + n] if self.n_pad > n else u
 
     def loss(self, x, y):
         torch = self.torch
@@ -35,7 +36,7 @@ class TorchNet:
         t = torch.exp(1j * self.phi)
         for layer in range(self.g.n_layers):
             a = self.prop(a * t[layer])
-        intensity = a.real ** 2 + a.imag ** 2
+        intensity = a.real**2 + a.imag**2
         scores = intensity.reshape(intensity.shape[0], -1) @ self.masks
         return torch.nn.functional.cross_entropy(scores / self.temperature, y)
 

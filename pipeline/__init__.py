@@ -6,16 +6,16 @@
 
 
 def train(cfg):
-    """Run one training job (see :func:`pipeline.driver.train`)."""
-    from .driver import train as _train
+    """Run one training job (see :func:`pipeline.run.driver.train`)."""
+    from pipeline.run.driver import train as _train
 
     return _train(cfg)
 
 
 def run_sweep(cfg):
-    """Run or resume a sweep of jobs (see :func:`pipeline.sweep.run_sweep`)."""
-    from .config import load_config
-    from .sweep import run_sweep as _run_sweep
+    """Run or resume a sweep of jobs (see :func:`pipeline.sweeps.grid.run_sweep`)."""
+    from pipeline.config import load_config
+    from pipeline.sweeps.grid import run_sweep as _run_sweep
 
     return _run_sweep(load_config(cfg))
 

@@ -19,7 +19,7 @@ import typing
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from .config import RunConfig, register_resolvers
+from pipeline.config import RunConfig, register_resolvers
 
 register_resolvers()
 
@@ -38,7 +38,7 @@ def fail(message: str) -> None:
 
 def error_line(exc: BaseException) -> str:
     """One line for any error: known errors carry their fix; others name their type."""
-    from .errors import explain  # noqa: PLC0415
+    from pipeline.errors import explain
 
     return explain(exc)
 
@@ -59,7 +59,7 @@ def _app(cfg: DictConfig) -> None:
         sys.exit(EXIT_INTERRUPTED)
     except SystemExit:
         raise
-    except BaseException as exc:  # noqa: BLE001  (every error: one line, exit code 2)
+    except BaseException as exc:
         _discard_if_empty(hydra_dir)
         if os.environ.get("FFM_TRACEBACK"):
             raise
@@ -67,23 +67,23 @@ def _app(cfg: DictConfig) -> None:
 
 
 def _dispatch(cfg: DictConfig) -> None:
-    from .config import load_config
+    from pipeline.config import load_config
 
-    run_cfg = load_config(cfg)   # a bad value: one line before Ray, MLflow or the chips are even imported
+    run_cfg = load_config(cfg)  # a bad value: one line before Ray, MLflow or the chips are even imported
     if run_cfg.study.kind:
-        from .studies import run_study
+        from pipeline.studies.runner import run_study
 
         run_study(run_cfg)
         return
     if run_cfg.sweep.name:
-        from .sweep import run_sweep
+        from pipeline.sweeps.grid import run_sweep
 
         result = run_sweep(run_cfg)
         sys.exit(1 if result["failed"] else 0)
-    from .preflight import check_inputs
+    from pipeline.run.preflight import check_inputs
 
-    check_inputs(run_cfg)        # IDX folder, a resume run id's store, what a local cluster holds
-    from .driver import train
+    check_inputs(run_cfg)  # IDX folder, a resume run id's store, what a local cluster holds
+    from pipeline.run.driver import train
 
     train(run_cfg)
 
@@ -106,7 +106,7 @@ def _discard_if_empty(path: str) -> None:
         return
     shutil.rmtree(path, ignore_errors=True)
     parent = os.path.dirname(os.path.abspath(path))
-    try:   # outputs/<date>/ made for this run, and outputs/ itself, if now empty
+    try:  # outputs/<date>/ made for this run, and outputs/ itself, if now empty
         for _ in range(2):
             if os.listdir(parent) or os.path.getctime(parent) < _STARTED - 1:
                 break
@@ -120,8 +120,8 @@ def _precheck(args: list[str]) -> None:
     """Compose plain overrides once before Hydra does, so a bad override or config group is one line."""
     if not args or any(a.startswith("-") for a in args):
         return
-    from hydra import compose, initialize_config_dir  # noqa: PLC0415
-    from hydra.errors import HydraException  # noqa: PLC0415
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
 
     _parse_each(args)
     try:
@@ -133,17 +133,19 @@ def _precheck(args: list[str]) -> None:
 
 def _parse_each(args: list[str]) -> None:
     """An override Hydra cannot parse: one line naming it (Hydra's own message names only the input)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser  # noqa: PLC0415
-    from hydra.errors import HydraException  # noqa: PLC0415   (parse errors: OverrideParseException and others)
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
 
     parser = OverridesParser.create()
     for arg in args:
         try:
             parser.parse_override(arg)
         except HydraException as exc:
-            fail(f"cannot parse the override {arg!r} ({str(exc).splitlines()[0]}); write key=value with a "
-                 "complete value (a list [a,b], a mapping {k:v}) and quote the whole override for the shell "
-                 "('key=[1,2]'); see https://hydra.cc/docs/advanced/override_grammar/basic/")
+            fail(
+                f"cannot parse the override {arg!r} ({str(exc).splitlines()[0]}); write key=value with a "
+                "complete value (a list [a,b], a mapping {k:v}) and quote the whole override for the shell "
+                "('key=[1,2]'); see https://hydra.cc/docs/advanced/override_grammar/basic/"
+            )
 
 
 def free_overrides(args: list[str]) -> list[str]:
@@ -153,8 +155,11 @@ def free_overrides(args: list[str]) -> list[str]:
     out = []
     for arg in args:
         key = arg.split("=", 1)[0]
-        if "=" in arg and not arg.startswith(("+", "~", "-")) and any(
-                key == f or key.startswith(f + ".") for f in free):
+        if (
+            "=" in arg
+            and not arg.startswith(("+", "~", "-"))
+            and any(key == f or key.startswith(f + ".") for f in free)
+        ):
             arg = "++" + arg
         out.append(arg)
     return out
@@ -173,7 +178,7 @@ def free_mappings(cls=None, prefix: str = "") -> list[str]:
 
 
 def main() -> None:
-    os.environ.setdefault("RAY_LOGGER_LEVEL", "warning")   # no INFO lines from ray.init around our one line
+    os.environ.setdefault("RAY_LOGGER_LEVEL", "warning")  # no INFO lines from ray.init around our one line
     sys.argv[1:] = free_overrides(sys.argv[1:])
     _precheck(sys.argv[1:])
     _app()

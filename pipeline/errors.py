@@ -19,15 +19,16 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _hydra(exc: BaseException) -> str | None:
-    from hydra.errors import HydraException, MissingConfigException  # noqa: PLC0415
+    from hydra.errors import HydraException, MissingConfigException
 
     if isinstance(exc, MissingConfigException):
         options = getattr(exc, "options", None)
         hint = f"; available: {', '.join(options)}" if options else "; see the folders of conf/ for the groups"
         return f"{_first_line(exc)}{hint}"
     if isinstance(exc, HydraException):
-        return _not_in_conf(exc) or (f"{_first_line(exc)}; check the override's spelling (key=value, "
-                                     "group=option, +new_key=value)")
+        return _not_in_conf(exc) or (
+            f"{_first_line(exc)}; check the override's spelling (key=value, group=option, +new_key=value)"
+        )
     return None
 
 
@@ -48,7 +49,7 @@ def _not_in_conf(exc: BaseException) -> str | None:
 
 def section_keys(section: str) -> set[str] | None:
     """The keys of config section ``section`` ('' is the top), or None if it is not a section."""
-    from .config import RunConfig  # noqa: PLC0415
+    from pipeline.config import RunConfig
 
     cls = RunConfig
     for part in filter(None, section.split(".")):
@@ -59,9 +60,9 @@ def section_keys(section: str) -> set[str] | None:
 
 
 def _mlflow(exc: BaseException) -> str | None:
-    if "mlflow" not in sys.modules:   # not imported: the error is not MLflow's (and importing costs seconds)
+    if "mlflow" not in sys.modules:  # not imported: the error is not MLflow's (and importing costs seconds)
         return None
-    from .tracking import tracking_error_line  # noqa: PLC0415  (the one module that knows MLflow)
+    from pipeline.tracking.tracker import tracking_error_line
 
     return tracking_error_line(exc, _first_line(exc))
 
@@ -70,7 +71,7 @@ def _ray(exc: BaseException) -> str | None:
     if "ray" not in sys.modules:
         return None
     try:
-        from ray.exceptions import RayError  # noqa: PLC0415
+        from ray.exceptions import RayError
     except ImportError:
         return None
     if isinstance(exc, RayError):
@@ -82,10 +83,10 @@ def _ray(exc: BaseException) -> str | None:
 
 def explain(exc: BaseException) -> str:
     """``what; fix`` in one line."""
-    from .checkpoint import CheckpointError  # noqa: PLC0415
-    from .config import ConfigError  # noqa: PLC0415
+    from pipeline.config import ConfigError
+    from pipeline.run.checkpoint import CheckpointError
 
-    rounds = sys.modules.get(f"{__package__}.rounds")   # imports Ray: only if the run got that far
+    rounds = sys.modules.get(f"{__package__}.rounds")  # imports Ray: only if the run got that far
     ours = (ConfigError, CheckpointError) + ((rounds.ChipError, rounds.ChipFailure) if rounds else ())
     if isinstance(exc, ours):
         return _first_line(exc)
@@ -93,9 +94,11 @@ def explain(exc: BaseException) -> str:
         line = known(exc)
         if line:
             return line
-    if isinstance(exc, ConnectionError) and "Ray" in str(exc):   # ray.init(address=...) found no cluster
-        return (f"Ray: {_first_line(exc)}; start one (ray start --head) and set cluster.address=auto or "
-                "HOST:PORT / ray://head:10001, or use cluster=local")
+    if isinstance(exc, ConnectionError) and "Ray" in str(exc):  # ray.init(address=...) found no cluster
+        return (
+            f"Ray: {_first_line(exc)}; start one (ray start --head) and set cluster.address=auto or "
+            "HOST:PORT / ray://head:10001, or use cluster=local"
+        )
     if isinstance(exc, ConnectionError):
         return f"{_first_line(exc)}; check that the server it names is running and reachable"
     if isinstance(exc, PermissionError):
@@ -105,7 +108,9 @@ def explain(exc: BaseException) -> str:
         return f"{exc.strerror or _first_line(exc)}{where}; check the path and free disk space"
     if isinstance(exc, MemoryError):
         return "out of memory; lower trainer.batch_size, set chip.samples_per_pass, or use a smaller chip"
-    if isinstance(exc, ValueError):   # this project's own checks raise ValueError with their fix
+    if isinstance(exc, ValueError):  # this project's own checks raise ValueError with their fix
         return _first_line(exc)
-    return (f"{type(exc).__name__}: {_first_line(exc)} (an unexpected error; rerun with FFM_TRACEBACK=1 "
-            "to see where, and report it)")
+    return (
+        f"{type(exc).__name__}: {_first_line(exc)} (an unexpected error; rerun with FFM_TRACEBACK=1 "
+        "to see where, and report it)"
+    )

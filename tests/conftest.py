@@ -10,7 +10,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from optics.backend import get_backend, gpu_available
+from optics.core.backend import get_backend, gpu_available
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +55,7 @@ def ray_cluster():
     the app starts it: on loopback, token auth on (pipeline/ray_cluster.py)."""
     import ray
 
-    from pipeline.ray_cluster import start_local
+    from pipeline.run.ray_cluster import start_local
 
     start_local(num_cpus=2, include_dashboard=False)
     yield ray
@@ -79,14 +79,28 @@ def mlflow_server_at(folder, port: int | None = None):
     yields ``(url, process)``. The same ``folder`` and ``port`` start it again after a stop."""
     port = port or free_port()
     log = open(os.path.join(folder, "server.log"), "a")
-    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "mlflow"), "server",
-                             "--backend-store-uri", f"sqlite:///{folder}/server.db",
-                             "--artifacts-destination", os.path.join(folder, "artifacts"),
-                             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                            stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            os.path.join(os.path.dirname(sys.executable), "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{folder}/server.db",
+            "--artifacts-destination",
+            os.path.join(folder, "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 240   # a loaded 2-core machine can take a while
+        deadline = time.monotonic() + 240  # a loaded 2-core machine can take a while
         while True:
             try:
                 if urllib.request.urlopen(url + "/health", timeout=2).status == 200:

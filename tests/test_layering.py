@@ -22,8 +22,7 @@ def test_optics_imports_no_orchestration():
 
 
 def test_only_backend_imports_cupy():
-    users = {p.name for p in (ROOT / "optics").rglob("*.py")
-             if any(m in ("cupy", "cupyx") for m in _imports(p))}
+    users = {p.name for p in (ROOT / "optics").rglob("*.py") if any(m in ("cupy", "cupyx") for m in _imports(p))}
     assert users <= {"backend.py"}, users
 
 
@@ -31,6 +30,6 @@ def test_import_has_no_cupy_side_effect():
     import subprocess
     import sys
 
-    code = "import optics.chip, optics.ffm, sys; print('cupy' in sys.modules)"
+    code = "import optics.diffractive.chip, optics.core.ffm, sys; print('cupy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

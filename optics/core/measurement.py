@@ -1,0 +1,185 @@
+"""Measurement model: cameras for intensity and (holographically) complex fields.
+
+Fields are in normalised units: each input sample carries unit power, so ``|u|^2`` at
+a pixel is the fraction of the sample's photons that land there. With a photon budget
+``N`` per sample and quantum efficiency ``QE``:
+
+- **intensity** (the detector plane): ``e ~ Poisson(QE N I) + Normal(0, read^2)``, then an
+  ADC with ``adc_bits`` over the frame's own peak (auto-exposure), ``I_meas = e / (QE N)``.
+- **complex field** (every tap, both passes; 4-step phase-shifting holography with a
+  strong reference): each quadrature gets Gaussian noise of std
+  ``0.5 sqrt(1 + read^2 / R) / sqrt(QE N)`` (shot noise of the reference; ``R`` reference
+  electrons per pixel), is quantised over the frame's peak, and the whole frame carries
+  ``exp(i theta)``, the reference phase left after per-pass calibration,
+  ``theta ~ Normal(0, reference_phase_rad^2)`` per (pass, sample).
+
+``level`` scales the noise: photon budget ``N / level^2`` (shot noise relative amplitude
+grows like ``level``), read noise, ADC step and reference phase linearly. Level 0 or
+``photons_per_sample=inf`` with the others 0 is a noiseless measurement.
+
+Noise is keyed by (chip seed, round, pass, sample, tap) through NumPy's SeedSequence,
+never by clock, so a re-run round reproduces exactly. On CuPy one stream per
+(seed, round, pass, tap, batch) is used instead (the same batch reproduces exactly).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from optics.core.validate import check_nonnegative
+
+PASS_IDS = {"data": 0, "error": 1, "inference": 2}
+
+
+@dataclass(frozen=True)
+class MeasurementSpec:
+    """Detector knobs at level 1 (Taichi-II's cameras: QE 0.64, dark noise 2.47 e-)."""
+
+    level: float = 1.0
+    # photons per sample entering the chip: 1e7 is 0.16 nW over one 24 ms frame at 532 nm
+    photons_per_sample: float = 1e7
+    quantum_efficiency: float = 0.64
+    read_noise_e: float = 2.5
+    adc_bits: int = 12
+    reference_phase_rad: float = 0.05
+    reference_e_per_px: float = 100.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if f.name != "photons_per_sample":
+                check_nonnegative(f.name, getattr(self, f.name))
+        if not self.photons_per_sample > 0:
+            raise ValueError(f"photons_per_sample must be > 0 (inf: no shot noise), got {self.photons_per_sample}")
+        if not 0 < self.quantum_efficiency <= 1:
+            raise ValueError(f"quantum_efficiency must be in (0, 1], got {self.quantum_efficiency}")
+        if int(self.adc_bits) != self.adc_bits or self.adc_bits > 24:
+            raise ValueError(f"adc_bits must be an integer in 0..24 (0: no ADC), got {self.adc_bits}")
+
+    @property
+    def photoelectrons(self) -> float:
+        """Effective ``QE N`` at this level (inf when noiseless)."""
+        if self.level == 0:
+            return math.inf
+        return self.quantum_efficiency * self.photons_per_sample / self.level**2
+
+    @property
+    def noiseless(self) -> bool:
+        return self.level == 0 or (
+            math.isinf(self.photons_per_sample)
+            and self.read_noise_e == 0
+            and self.adc_bits == 0
+            and self.reference_phase_rad == 0
+        )
+
+    @classmethod
+    def off(cls) -> MeasurementSpec:
+        return cls(level=0.0)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PassKey:
+    """What makes a measurement's noise: training round, pass, sample ids and chip seed.
+
+    Callers give round, pass and samples; a simulated chip fills in its own seed.
+    """
+
+    round: int
+    pass_name: str
+    samples: tuple
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.pass_name not in PASS_IDS:
+            raise ValueError(f"pass_name must be one of {tuple(PASS_IDS)}, got {self.pass_name!r}")
+
+    def stream(self, sample: int, tap: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.round, PASS_IDS[self.pass_name], int(sample), tap])
+
+
+def _normals(key: PassKey, tap: int, shape: tuple, backend):
+    """Standard normals (B, *shape) in the real dtype, sample b drawn from its own keyed stream."""
+    dt = backend.real_dtype
+    if backend.name == "cupy":
+        ss = np.random.SeedSequence([key.seed, key.round, PASS_IDS[key.pass_name], tap, *key.samples])
+        rs = backend.xp.random.RandomState(int(ss.generate_state(1)[0]))
+        return rs.standard_normal((len(key.samples),) + shape, dtype=dt)
+    out = np.empty((len(key.samples),) + shape, dtype=dt)
+    for b, sample in enumerate(key.samples):
+        key.stream(sample, tap).standard_normal(shape, dtype=np.dtype(dt).type, out=out[b])
+    return out
+
+
+def _quantise_(x, step) -> None:
+    """Round real array ``x`` to multiples of ``step`` in place."""
+    x /= step
+    np.rint(x, out=x)
+    x *= step
+
+
+def measure_intensity(intensity, spec: MeasurementSpec, key: PassKey, backend):
+    """Detected intensity (B, n, n) with shot noise, read noise and ADC, in normalised units."""
+    if spec.noiseless:
+        return intensity
+    xp, qn = backend.xp, spec.photoelectrons
+    e = intensity
+    if math.isfinite(qn):
+        lam = backend.to_numpy(intensity).astype(np.float64) * qn
+        shot = np.stack([key.stream(s, 1000).poisson(np.clip(lam[i], 0, None)) for i, s in enumerate(key.samples)])
+        e = backend.asarray(shot, backend.real_dtype)
+        if spec.read_noise_e > 0:
+            e = e + (spec.level * spec.read_noise_e) * _normals(key, 1001, intensity.shape[1:], backend)
+        e = xp.clip(e, 0, None).astype(backend.real_dtype)
+        if spec.adc_bits > 0:
+            peak = e.reshape(e.shape[0], -1).max(axis=1).reshape(-1, 1, 1)
+            _quantise_(e, xp.maximum(peak, 1e-30) * (spec.level / (2**spec.adc_bits - 1)))
+        e = e / qn
+    return e.astype(backend.real_dtype, copy=False)
+
+
+def measure_field_(field, spec: MeasurementSpec, key: PassKey, tap: int, backend, scale=None, rotation=None) -> None:
+    """Turn ``field`` (B, n, n, owned by the caller) into its holographic measurement, in place.
+
+    ``scale`` (B, 1, 1) is the per-sample amplitude the field was sent with (error pass:
+    the error field is normalised to unit power for the optical pass); noise is relative
+    to the photon budget at that power. ``rotation`` (B, 1, 1) is the pass's residual
+    reference phase factor from :func:`reference_rotation` (None: no residual).
+    """
+    if spec.noiseless:
+        return
+    xp, qn = backend.xp, spec.photoelectrons
+    pairs = field.view(backend.real_dtype).reshape(field.shape + (2,))  # (re, im) views of ``field``
+    if math.isfinite(qn):
+        sigma = 0.5 * math.sqrt(1.0 + (spec.level * spec.read_noise_e) ** 2 / max(spec.reference_e_per_px, 1e-9))
+        sigma = sigma / math.sqrt(qn)
+        noise = _normals(key, tap, tuple(field.shape[1:]) + (2,), backend)
+        noise *= sigma if scale is None else (sigma * scale.real)[..., None]
+        pairs += noise
+    if spec.adc_bits > 0:
+        peak = xp.abs(pairs).reshape(field.shape[0], -1).max(axis=1).reshape(-1, 1, 1, 1)
+        _quantise_(pairs, xp.maximum(peak, 1e-30) * (spec.level / (2 ** (spec.adc_bits - 1))))
+    if rotation is not None:
+        field *= rotation
+
+
+def reference_rotation(spec: MeasurementSpec, key: PassKey, backend):
+    """``exp(i theta)`` (B, 1, 1): the residual holographic reference phase of this pass,
+    ``theta ~ Normal(0, (level * reference_phase_rad)^2)`` per sample; None when there is none."""
+    if spec.noiseless or spec.reference_phase_rad == 0:
+        return None
+    rad = spec.level * spec.reference_phase_rad
+    th = np.array([key.stream(s, 2000).standard_normal() * rad for s in key.samples])
+    return backend.asarray(np.exp(1j * th).reshape(-1, 1, 1), backend.complex_dtype)
+
+
+def check_spec_names(spec_cls, values: dict) -> None:
+    """One-line error for unknown knob names in a dict meant for ``spec_cls``."""
+    known = {f.name for f in fields(spec_cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {spec_cls.__name__} option(s) {unknown}; known: {sorted(known)}")

@@ -1,0 +1,377 @@
+"""Optical chips: the ``OpticalChip`` protocol, the ideal ``DigitalTwin``, a ``SimulatedChip``.
+
+A chip is programmed with commanded phases (radians, (L, n, n)) and optional amplitudes
+(transmission in (0, 1], (L, n, n)), then runs passes on batches. Every pass returns
+*measured* taps (:class:`optics.diffractive.donn.Taps`), on the chip's backend. A physical chip
+implements the same methods with its SLM and camera drivers.
+
+The simulated chip's imperfections (:mod:`optics.diffractive.imperfections`) are private: training
+code sees only what a camera would. ``reveal()`` hands them out for post-hoc analysis,
+and ``true_gradient`` (a simulator-only oracle) gives the exact gradient with respect to
+the phases the chip realises, for the gradient-fidelity diagnostic.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import replace
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from optics.core.backend import Backend, get_backend
+from optics.core.detectors import Detectors, make_detectors
+from optics.core.measurement import MeasurementSpec, PassKey, measure_field_, measure_intensity, reference_rotation
+from optics.core.propagation import Propagator, check_field, make_propagator
+from optics.diffractive import donn
+from optics.diffractive.geometry import Geometry
+from optics.diffractive.imperfections import HardwareSpec, HiddenState, draw_hidden_state, shift_map, slm_response
+
+AMPLITUDE_FLOOR = 1e-3
+
+
+@runtime_checkable
+class OpticalChip(Protocol):
+    """What the trainers and the pipeline use; nothing else about a chip is visible."""
+
+    geometry: Geometry
+    backend: Backend
+    detectors: Detectors
+
+    def program(self, phases: np.ndarray, amplitudes: np.ndarray | None = None) -> None: ...
+    def data_pass(self, inputs, key: PassKey) -> donn.Taps: ...
+    def error_pass(self, error, key: PassKey, to_input: bool = False) -> donn.Taps: ...
+    def infer(self, inputs, key: PassKey): ...
+    def describe(self) -> dict: ...
+
+
+class _DiffractiveBase:
+    """Shared programming and checks: builds transmissions from commanded parameters."""
+
+    def __init__(
+        self, geometry: Geometry, backend: Backend | None, props: list[Propagator | None], input_cache: int = 0
+    ):
+        self.geometry = geometry
+        self.relay_input = props[0] is None
+        self.backend = backend or get_backend()
+        self.props = props
+        self.detectors = make_detectors(geometry, self.backend)
+        self.amplitudes = None
+        self.transmissions = None
+        shape = (geometry.n_layers, geometry.n, geometry.n)
+        self.program(np.zeros(shape))
+        if int(input_cache) < 0:
+            raise ValueError(f"input_cache must be >= 0 samples, got {input_cache}")
+        self._input_cache = (
+            InputPlaneCache(int(input_cache), geometry.n, self.backend)
+            if input_cache and not self.relay_input
+            else None
+        )
+
+    def _data_pass(self, x) -> donn.Taps:
+        """The data pass on prepared (complex, illuminated) inputs, ``P_0 x`` from the cache when it holds it."""
+        cache = self._input_cache
+        if cache is None:
+            return donn.data_pass(x, self.transmissions, self.props)
+        first, keys = cache.lookup(x)
+        if first is None:
+            first = donn.first_hop(x, self.props)
+            cache.store(x, first, keys)
+        return donn.data_pass(x, self.transmissions, self.props, first=first)
+
+    def program(self, phases, amplitudes=None) -> None:
+        """Write commanded phases (L, n, n) radians and optional amplitudes (L, n, n) in (0, 1]."""
+        g = self.geometry
+        shape = (g.n_layers, g.n, g.n)
+        phases = self._checked("phases", phases, shape)
+        amps = None if amplitudes is None else self._checked("amplitudes", amplitudes, shape)
+        if amps is not None and (amps.min() <= 0 or amps.max() > 1):
+            raise ValueError("amplitudes must lie in (0, 1]; clip them before programming")
+        xp, cdt = self.backend.xp, self.backend.complex_dtype
+        realised = self.realised_phases(phases)
+        t = xp.exp(1j * realised).astype(cdt, copy=False)
+        if amps is not None:
+            t = t * amps.astype(self.backend.real_dtype)
+        self.transmissions = t
+        self.amplitudes = amps
+
+    def _checked(self, name: str, value, shape):
+        arr = self.backend.asarray(value, dtype=self.backend.xp.float64)
+        if tuple(arr.shape) != shape:
+            raise ValueError(f"{name} has shape {tuple(arr.shape)}, expected {shape}")
+        check_field(name, arr, self.geometry.n)
+        return arr
+
+    def _inputs(self, inputs):
+        x = self.backend.asarray(inputs)
+        check_field("inputs", x, self.geometry.n)
+        if x.ndim != 3:
+            raise ValueError(f"inputs has shape {tuple(x.shape)}, expected (batch, n, n)")
+        return x.astype(self.backend.complex_dtype, copy=False)
+
+    def realised_phases(self, commanded):
+        return commanded
+
+
+class DigitalTwin(_DiffractiveBase):
+    """The ideal model: exact free-space propagation, perfect SLM, noiseless cameras.
+
+    ``relay_input=True``: the input field is imaged onto layer 1 (no ``P_0``), as for a chip
+    fed by the previous chip of a layer pipeline. ``input_cache``: hold ``P_0 x`` of up to
+    that many samples (see :class:`InputPlaneCache`; 0, the default, holds none).
+    """
+
+    def __init__(
+        self, geometry: Geometry, backend: Backend | None = None, relay_input: bool = False, input_cache: int = 0
+    ):
+        backend = backend or get_backend()
+        prop = make_propagator(
+            backend,
+            geometry.n,
+            geometry.pitch,
+            geometry.wavelength,
+            geometry.distance,
+            pad=geometry.pad,
+            force=geometry.force_padding,
+        )
+        super().__init__(geometry, backend, [None if relay_input else prop] + [prop] * geometry.n_layers, input_cache)
+
+    def data_pass(self, inputs, key: PassKey | None = None) -> donn.Taps:
+        return self._data_pass(self._inputs(inputs))
+
+    def error_pass(self, error, key: PassKey | None = None, to_input: bool = False) -> donn.Taps:
+        """Exact reverse-mode pass ``P^T`` (equal to the forward-only pass: free space is symmetric)."""
+        check_field("error", error, self.geometry.n)
+        return donn.error_pass(error, self.transmissions, self.props, transpose=True, to_input=to_input)
+
+    def infer(self, inputs, key: PassKey | None = None):
+        y = donn.output_field(self._inputs(inputs), self.transmissions, self.props)
+        return (y * y.conj()).real
+
+    def describe(self) -> dict:
+        return {
+            "kind": "twin",
+            "backend": self.backend.name,
+            "dtype": np.dtype(self.backend.complex_dtype).name,
+            "n_pad": self.props[-1].n_pad,
+            "relay_input": self.relay_input,
+            **self.geometry.__dict__,
+        }
+
+
+class SimulatedChip(_DiffractiveBase):
+    """A "physical" chip with hidden imperfections drawn from ``seed`` and noisy cameras.
+
+    ``input_cache``: hold the light arriving at layer 1 for up to that many samples (the
+    input plane does not depend on the phases; see :class:`InputPlaneCache`)."""
+
+    def __init__(
+        self,
+        geometry: Geometry,
+        hardware: HardwareSpec | None = None,
+        measurement: MeasurementSpec | None = None,
+        seed: int = 0,
+        backend: Backend | None = None,
+        relay_input: bool = False,
+        input_cache: int = 0,
+    ):
+        backend = backend or get_backend()
+        self.seed = int(seed)
+        self.hardware = hardware or HardwareSpec()
+        self.measurement = measurement or MeasurementSpec(level=self.hardware.level)
+        self._hidden = draw_hidden_state(self.hardware, geometry, self.seed)
+        self._n_pad = make_propagator(
+            backend,
+            geometry.n,
+            geometry.pitch,
+            geometry.wavelength,
+            geometry.distance + abs(self._hidden.distances - geometry.distance).max(),
+            pad=geometry.pad,
+            force=geometry.force_padding,
+        ).n_pad
+        self._correction_m = np.zeros_like(self._hidden.shifts_m)
+        props = self._hops(backend, geometry)
+        self._screens = backend.asarray(self._hidden.phase_screens)
+        self._illumination = backend.asarray(self._hidden.illumination, backend.real_dtype)
+        if relay_input:  # fed by a previous chip's output plane: no laser, no P_0
+            props[0] = None
+        super().__init__(geometry, backend, props, input_cache)
+
+    def _hops(self, backend: Backend, g: Geometry) -> list:
+        """``P_0 .. P_L`` with the hidden spacings, tilts and registration shifts (minus any correction)."""
+        h = self._hidden
+        return [
+            make_propagator(
+                backend,
+                g.n,
+                g.pitch,
+                g.wavelength,
+                float(z),
+                n_pad=self._n_pad,
+                shift_m=tuple(float(v) for v in s),
+                tilt_rad=tuple(float(v) for v in t),
+            )
+            for z, s, t in zip(h.distances, h.shifts_m - self._correction_m, h.tilts_rad)
+        ]
+
+    def correct_registration(self, shifts_px) -> None:
+        """Apply a registration calibration: every plane's frame is moved back by the measured
+        shift ``shifts_px`` (L+1, 2) (y, x) pixels, as a measure-and-reload system does when it
+        loads each camera frame onto the next SLM. What stays is the calibration's residual."""
+        est = np.asarray(shifts_px, dtype=np.float64)
+        if est.shape != self._hidden.shifts_m.shape or not np.isfinite(est).all():
+            raise ValueError(f"shifts_px must be {self._hidden.shifts_m.shape} finite pixels, got shape {est.shape}")
+        self._correction_m = est * self.geometry.pitch
+        props = self._hops(self.backend, self.geometry)
+        self.props = [None if self.relay_input else props[0]] + props[1:]
+        if self._input_cache is not None:  # P_0 changed: nothing cached may be served
+            self._input_cache = InputPlaneCache(self._input_cache.capacity, self.geometry.n, self.backend)
+
+    def realised_phases(self, commanded):
+        """What the SLM writes: quantise, gamma, fringing, mask offset, plus the fabrication screen."""
+        xp = self.backend.xp
+        out = xp.empty_like(commanded)
+        for layer in range(commanded.shape[0]):
+            p = slm_response(commanded[layer], self._hidden, self.backend)
+            out[layer] = shift_map(p, self._hidden.mask_offsets_px[layer], self.backend) + self._screens[layer]
+        return out
+
+    def _illuminated(self, inputs):
+        return self._inputs(inputs) if self.relay_input else self._inputs(inputs) * self._illumination
+
+    def data_pass(self, inputs, key: PassKey) -> donn.Taps:
+        """Measured taps ``u_1..u_L``, detector field and detector intensity."""
+        key = replace(key, seed=self.seed)
+        taps = self._data_pass(self._illuminated(inputs))
+        m, be = self.measurement, self.backend
+        if not m.noiseless:
+            rotation = reference_rotation(m, key, be)  # one residual reference phase per pass
+            for layer in range(taps.fields.shape[0]):
+                measure_field_(taps.fields[layer], m, key, layer, be, rotation=rotation)
+            measure_field_(taps.output, m, key, 99, be, rotation=rotation)
+            taps = donn.Taps(taps.fields, taps.output, measure_intensity(taps.intensity, m, key, be))
+        return taps
+
+    def error_pass(self, error, key: PassKey, to_input: bool = False) -> donn.Taps:
+        """Forward-only error pass: the same optics, layer order reversed (``P``, not ``P^T``)."""
+        key = replace(key, seed=self.seed)
+        check_field("error", error, self.geometry.n)
+        m, be, xp = self.measurement, self.backend, self.backend.xp
+        scale = None
+        if not m.noiseless:  # the optical pass carries unit power per sample
+            scale = xp.sqrt((error * error.conj()).real.sum(axis=(1, 2))).reshape(-1, 1, 1)
+            scale = xp.maximum(scale, 1e-30)
+        taps = donn.error_pass(error, self.transmissions, self.props, transpose=False, to_input=to_input)
+        if scale is not None:
+            rotation = reference_rotation(m, key, be)
+            for layer in range(taps.fields.shape[0]):
+                measure_field_(taps.fields[layer], m, key, layer, be, scale=scale, rotation=rotation)
+            if to_input:
+                measure_field_(taps.output, m, key, 98, be, scale=scale, rotation=rotation)
+        return taps
+
+    def infer(self, inputs, key: PassKey):
+        key = replace(key, seed=self.seed)
+        y = donn.output_field(self._illuminated(inputs), self.transmissions, self.props)
+        return measure_intensity((y * y.conj()).real, self.measurement, key, self.backend)
+
+    def true_data_pass(self, inputs) -> donn.Taps:
+        """Noise-free data pass (simulator-only oracle)."""
+        return self._data_pass(self._illuminated(inputs))
+
+    def true_error_pass(self, error, to_input: bool = False) -> donn.Taps:
+        """Exact reverse-mode pass through this chip's actual optics, ``P^T`` (oracle)."""
+        return donn.error_pass(error, self.transmissions, self.props, transpose=True, to_input=to_input)
+
+    def reveal(self) -> HiddenState:
+        """The hidden imperfections, for analysis after training (never for training)."""
+        return self._hidden
+
+    def describe(self) -> dict:
+        return {
+            "kind": "simulated",
+            "seed": self.seed,
+            "backend": self.backend.name,
+            "dtype": np.dtype(self.backend.complex_dtype).name,
+            "n_pad": self.props[-1].n_pad,
+            "level": self.hardware.level,
+            "symmetric": all(p.symmetric for p in self.props if p),
+            "relay_input": self.relay_input,
+            **self.geometry.__dict__,
+        }
+
+
+class InputPlaneCache:
+    """``P_0 x`` per sample, reused when the same input comes back (every epoch after the first).
+
+    The light reaching layer 1 does not depend on the phases, so a data pass whose inputs are
+    all held skips its first propagation (2 of its ``2 (L + 1)`` FFTs). Samples are found by
+    an exact integer fingerprint (the field's bits as 64-bit words, dotted with two fixed
+    random odd words, modulo ``2**64``: integer arithmetic, so the key of a sample is the
+    same in any batch, on any CPU or BLAS, in any summation order) and then compared
+    exactly with the stored input, so a hit returns exactly what the propagation would compute and a changed
+    input is never served stale. Holds ``capacity`` samples (least recently used evicted):
+    two (capacity, n, n) complex slabs on the chip's backend.
+    """
+
+    def __init__(self, capacity: int, n: int, backend: Backend):
+        self.capacity, self.backend = capacity, backend
+        xp, cdt = backend.xp, backend.complex_dtype
+        self._x = xp.empty((capacity, n, n), dtype=cdt)
+        self._a = xp.empty((capacity, n, n), dtype=cdt)
+        words = n * n * np.dtype(cdt).itemsize // 8
+        w = np.random.default_rng(0x1C).integers(0, 2**63, size=(words, 2), dtype=np.uint64) * 2 + 1
+        self._w = backend.asarray(w)
+        self._slots: OrderedDict = OrderedDict()
+        self.hits = self.misses = 0
+
+    def lookup(self, x):
+        """``(P_0 x or None, keys)`` for complex inputs ``x`` (B, n, n); the keys go to :meth:`store`."""
+        b = x.shape[0]
+        if b > self.capacity:
+            return None, None
+        x = self.backend.xp.ascontiguousarray(x)
+        keys = self.keys(x)
+        slots = [self._slots.get(k) for k in keys]
+        if any(s is None for s in slots):
+            self.misses += 1
+            return None, keys
+        idx = self._index(slots)
+        if not bool(self.backend.xp.array_equal(self._x[idx], x)):
+            self.misses += 1
+            return None, keys
+        for k in keys:
+            self._slots.move_to_end(k)
+        self.hits += 1
+        return self._a[idx], keys
+
+    def keys(self, x) -> list[bytes]:
+        """Per-sample keys of contiguous complex inputs ``x`` (B, n, n): ``words @ w mod 2**64``."""
+        words = x.view(self.backend.xp.uint64).reshape(x.shape[0], -1)
+        return [row.tobytes() for row in self.backend.to_numpy(words @ self._w)]
+
+    def _index(self, slots: list[int]):
+        """Slots as a slice (a view, no gather) when consecutive, as a batch stored in order is."""
+        if slots == list(range(slots[0], slots[0] + len(slots))):
+            return slice(slots[0], slots[0] + len(slots))
+        return self.backend.asarray(np.asarray(slots, dtype=np.int64))
+
+    def store(self, x, first, keys) -> None:
+        """Hold ``first = P_0 x`` for each sample of ``x`` under ``keys`` from :meth:`lookup`."""
+        if keys is None:
+            return
+        slots = []
+        for k in keys:
+            slot = self._slots.get(k)
+            if slot is None:
+                if len(self._slots) < self.capacity:
+                    slot = len(self._slots)
+                else:
+                    _, slot = self._slots.popitem(last=False)
+                self._slots[k] = slot
+            else:
+                self._slots.move_to_end(k)
+            slots.append(slot)
+        idx = self._index(slots)
+        self._x[idx] = x
+        self._a[idx] = first

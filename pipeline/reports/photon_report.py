@@ -1,0 +1,79 @@
+"""Light-level columns of a photon sweep's report (``experiment=photon_sweep``).
+
+For every (trainer, photons per sample) row: mean photoelectrons per detector pixel (from
+the measured fraction of the light that reached the detectors), the optical energy per
+operation and operations per joule (:mod:`optics.core.energy` convention: ops = 2 (L+1) N^4 per
+sample, light only), and for FFM the projected wall time of the same training on
+hardware (Taichi-II clocks: 42 fps, 17 ms SLM refresh) next to the simulated job's wall time
+(the whole job, setup included, on the machine that ran it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from optics.core import energy
+from pipeline.reports.sweep_report import AXIS, parse_key
+from pipeline.run.build import GEOMETRIES
+
+
+def add_photon_columns(rows: list[dict], runs: list[dict]) -> list[dict]:
+    """``rows`` (from :func:`pipeline.reports.sweep_report.sweep_rows`) with the light-level columns."""
+    by_job: dict[tuple, list[dict]] = {}
+    for r in runs:
+        trainer, point, _ = parse_key(r["tags"]["sweep.job"])
+        by_job.setdefault((trainer, point), []).append(r)
+    top = max((float(dict(p)[AXIS]) for t, p in by_job if AXIS in dict(p)), default=None)
+    brightest = [
+        r for (t, p), rs in by_job.items() if t != "ideal" and float(dict(p).get(AXIS, "nan")) == top for r in rs
+    ]
+    for row in rows:
+        if AXIS not in row or row["trainer"] == "ideal":
+            continue
+        point = tuple((k, row[k]) for k in row if k.startswith(("chip.", "trainer.", "task.")))
+        sel = by_job.get((row["trainer"], point), [])
+        if sel:
+            row.update(_columns(row["trainer"], float(row[AXIS]), sel, brightest))
+    return rows
+
+
+def _detected_fraction(runs: list[dict], brightest: list[dict]) -> float:
+    """Fraction of the input light reaching the detectors, noise-free: the twin's (same light
+    path when only the camera is imperfect), else the chips' measurement at the sweep's
+    brightest setting (a measurement at low light is biased by clipped read noise)."""
+    twin = [
+        r["metrics"]["final_detected_fraction/twin"] for r in runs if "final_detected_fraction/twin" in r["metrics"]
+    ]
+    source = twin or [v for r in brightest for k, v in r["metrics"].items() if k.startswith("final_detected_fraction/")]
+    return float(np.mean(source))
+
+
+def _columns(trainer: str, photons: float, runs: list[dict], brightest: list[dict]) -> dict:
+    p = runs[0]["params"]
+    g = _geometry(p)
+    frac = _detected_fraction(runs, brightest)
+    qe = float(p.get("chip.measurement.quantum_efficiency", 0.64))
+    out = {
+        "photoelectrons_per_detector_px": energy.photons_per_detector_pixel(
+            photons, float(frac), g.n_classes * g.detector_px**2, qe
+        ),
+        "optical_J_per_op": energy.energy_per_op(photons, g.wavelength, g.n, g.n_layers),
+    }
+    out["ops_per_J"] = 1.0 / out["optical_J_per_op"]
+    if trainer == "ffm":
+        rounds = np.mean([r["counts"]["loss"] for r in runs])
+        batch = int(p["trainer.batch_size"])
+        out["hardware_training_s"] = energy.HardwareClock().training_seconds(
+            int(rounds * batch), int(rounds), g.n_layers
+        )
+        out["simulation_job_s"] = float(np.mean([r["duration_s"] for r in runs]))
+    return out
+
+
+def _geometry(params: dict):
+    overrides = {
+        k: int(params[f"chip.{k}"]) for k in ("n", "n_layers", "pad") if params.get(f"chip.{k}") not in (None, "None")
+    }
+    if params.get("chip.distance") not in (None, "None"):
+        overrides["distance"] = float(params["chip.distance"])
+    return GEOMETRIES[params["chip.geometry"]](n_classes=10, **overrides)

@@ -1,0 +1,324 @@
+"""The composition root: the only place that reads the configuration and builds objects."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+
+import numpy as np
+
+from optics.core.data import Split, load_digits_split, load_idx, load_iris_split, reduce_features
+from optics.core.ffm import Objective
+from optics.core.measurement import MeasurementSpec, check_spec_names
+from optics.core.optim import OptimizerSpec
+from optics.diffractive.geometry import Geometry
+from optics.diffractive.imperfections import HardwareSpec
+from optics.mesh.layout import MeshErrors, MeshGeometry
+from pipeline.config import ConfigError, RunConfig, crash_points
+from pipeline.run.actors import ChipSpec, ChipWorker, FaultPlan
+from pipeline.run.coordinator import SHARED, group_of
+from pipeline.run.layer_pipeline import stage_layers
+from pipeline.run.rounds import FailurePolicy
+from pipeline.tracking.tracker import PARENT_TAG, MlflowTracker, NullTracker
+
+SPOOL_DIR = "tracking-spool"  # <output_dir>/tracking-spool: tracking calls not yet on the server
+GEOMETRIES = {"reference": Geometry.reference, "small": Geometry.small}
+# chip.only=<group>: keep this group of imperfection knobs at its level-1 value, zero the rest
+IMPERFECTION_GROUPS = {
+    "distance": ("distance_error_m",),
+    "phase_screen": ("phase_screen_rad",),
+    "slm": ("slm_gamma_spread", "slm_bits"),  # gamma curve and 8-bit quantisation
+    "crosstalk": ("crosstalk_sigma_px",),
+    "illumination": ("illumination_falloff", "illumination_ripple"),
+    "registration": ("registration_shift_px", "registration_tilt_rad"),
+    "detector": (),  # camera noise only (MeasurementSpec)
+}
+_KNOBS = tuple(k for group in IMPERFECTION_GROUPS.values() for k in group)
+_QUIET_CAMERA = {"photons_per_sample": float("inf"), "read_noise_e": 0.0, "adc_bits": 0, "reference_phase_rad": 0.0}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Typed pieces of a run, derived from the config before anything starts."""
+
+    geometry: Geometry
+    chips: tuple[ChipSpec, ...]
+    objective: Objective
+    optimizer: OptimizerSpec
+    policy: FailurePolicy
+    fault: FaultPlan
+    init: str  # initial phases: 'pi' (diffractive: off the SLM wrap) | 'uniform' (mzi: off bar/cross)
+    train_on: str  # 'chip' (ffm) or 'twin' (insilico, ideal)
+    deploy_on: str  # 'chip' (ffm, insilico) or 'twin' (ideal)
+    shared: bool
+    groups: dict  # parameter group -> (layers, n, n)
+    notes: tuple = ()  # warnings for the console (marginal padding)
+
+
+def _checked(section: str, make):
+    try:
+        return make()
+    except ValueError as exc:
+        raise ConfigError(f"{section}: {exc}") from None
+
+
+def make_plan(cfg: RunConfig, n_classes: int, n_train: int | None = None) -> Plan:
+    """Build and check every typed spec, and each chip's propagation grid, padding and memory
+    (:mod:`pipeline.run.preflight`); raises ConfigError naming the key on bad values."""
+    from pipeline.run.preflight import check_backend, check_chips, memory_of_this_machine
+
+    plan = _plan(cfg, n_classes)
+    t = cfg.trainer
+    if n_train is not None and t.batch_size > n_train:
+        raise ConfigError(
+            f"trainer.batch_size={t.batch_size} exceeds the {n_train} training samples of "
+            f"task={cfg.task.name}; use trainer.batch_size <= {n_train}"
+        )
+    local = cfg.cluster.kind == "local"
+    check_backend(cfg.chip.backend, local)
+    per_chip = -(-t.batch_size // cfg.topology.n_chips) if cfg.topology.kind != "width" else t.batch_size
+    notes = check_chips(plan.chips, per_chip, memory_of_this_machine() if local else None)
+    return dataclasses.replace(plan, notes=tuple(notes))
+
+
+def _plan(cfg: RunConfig, n_classes: int) -> Plan:
+    c = cfg.chip
+    geometry, hardware_cls = _geometry(cfg, n_classes)
+    _checked("chip.hardware", lambda: check_spec_names(hardware_cls, c.hardware))
+    _checked("chip.measurement", lambda: check_spec_names(MeasurementSpec, c.measurement))
+    hw_base, cam_base = _only(c.only)
+    hardware = _checked("chip.hardware", lambda: hardware_cls(**({"level": c.level} | hw_base | c.hardware)))
+    measurement = _checked(
+        "chip.measurement", lambda: MeasurementSpec(**({"level": c.level} | cam_base | c.measurement))
+    )
+    t = cfg.trainer
+    chips = tuple(
+        ChipSpec(
+            i,
+            int(cfg.topology.chip_seeds[i]),
+            geometry,
+            hardware,
+            measurement,
+            c.backend,
+            c.precision,
+            c.fft_threads or max(1, int(c.num_cpus)),
+            c.fft_planner,
+            calibrate_registration=c.calibrate_registration,
+            samples_per_pass=c.samples_per_pass,
+        )
+        for i in range(cfg.topology.n_chips)
+    )
+    if cfg.topology.kind == "width":
+        chips = _subtasks(chips, geometry, n_classes)
+    return Plan(
+        geometry,
+        chips,
+        _checked("trainer", lambda: Objective(t.loss, t.temperature)),
+        _checked("trainer", lambda: OptimizerSpec(t.optimizer, t.lr, momentum=t.momentum)),
+        make_plan_policy(cfg),
+        _fault_plan(cfg),
+        "uniform" if c.kind == "mzi" else "pi",
+        "chip" if t.kind == "ffm" else "twin",
+        "twin" if t.kind == "ideal" else "chip",
+        cfg.topology.shared_phases,
+        _groups(cfg, geometry),
+    )
+
+
+def make_plan_policy(cfg: RunConfig, strict: bool = False) -> FailurePolicy:
+    """The fault path's policy from ``cluster.*`` (strict: a chip that stays dead fails the call)."""
+    cl = cfg.cluster
+    return FailurePolicy(cl.round_timeout_s, cl.round_retries, "fail" if strict else cl.on_chip_failure)
+
+
+def _fault_plan(cfg: RunConfig) -> FaultPlan:
+    """Fault injection (tests): crash points, remembered in the output folder once fired."""
+    points = crash_points(cfg.debug)
+    marker_dir = os.path.abspath(os.path.join(cfg.output_dir or ".", ".faults")) if points else None
+    return FaultPlan(points, marker_dir)
+
+
+def _geometry(cfg: RunConfig, n_classes: int):
+    """The chip's geometry and its hardware-knob class (diffractive: HardwareSpec; mzi: MeshErrors)."""
+    c = cfg.chip
+    if c.kind == "mzi":
+        if c.only is not None:
+            raise ConfigError("chip.only selects diffractive imperfection groups; for chip=mzi set chip.hardware knobs")
+        n_modes = c.n_modes or _features(cfg) + 1
+        return _checked("chip", lambda: MeshGeometry(n_modes, n_classes, c.arrangement)), MeshErrors
+    overrides = {
+        k: v
+        for k, v in (("n", c.n), ("n_layers", c.n_layers), ("distance", c.distance), ("pad", c.pad))
+        if v is not None
+    }
+    return _checked("chip", lambda: GEOMETRIES[c.geometry](n_classes=n_classes, **overrides)), HardwareSpec
+
+
+def _features(cfg: RunConfig) -> int:
+    return 4 if cfg.task.name == "iris" else cfg.task.features
+
+
+def _only(group: str | None) -> tuple[dict, dict]:
+    """Knob overrides for ``chip.only``: every other imperfection group off."""
+    if group is None:
+        return {}, {}
+    if group not in IMPERFECTION_GROUPS:
+        raise ConfigError(f"chip.only must be one of {', '.join(IMPERFECTION_GROUPS)} (or null), got {group!r}")
+    hardware = {k: 0 for k in _KNOBS if k not in IMPERFECTION_GROUPS[group]}
+    return hardware, ({} if group == "detector" else dict(_QUIET_CAMERA))
+
+
+def _subtasks(chips: tuple, g: Geometry, n_classes: int) -> tuple:
+    """Width topology: split the classes into one group per chip; each chip detects its
+    group plus one "other" detector."""
+    if len(chips) > n_classes:
+        raise ConfigError(f"topology.n_chips={len(chips)} exceeds the {n_classes} classes for topology=width")
+    groups = np.array_split(np.arange(n_classes), len(chips))
+    return tuple(
+        dataclasses.replace(
+            spec,
+            classes=tuple(int(c) for c in grp),
+            geometry=_checked("chip", lambda grp=grp: dataclasses.replace(g, n_classes=len(grp) + 1)),
+        )
+        for spec, grp in zip(chips, groups)
+    )
+
+
+def _groups(cfg: RunConfig, g: Geometry) -> dict[str, tuple]:
+    """Parameter groups: one shared mask set, one per chip, or one per pipeline stage."""
+    top = cfg.topology
+    if top.kind == "pipeline":
+        sizes = _checked("topology.n_chips", lambda: stage_layers(g.n_layers, top.n_chips))
+        return {f"stage{k}": (size, g.n, g.n) for k, size in enumerate(sizes)}
+    if top.shared_phases and top.kind != "width":
+        return {SHARED: g.phase_shape}
+    return {group_of(i, False): g.phase_shape for i in range(top.n_chips)}
+
+
+def load_split(cfg: RunConfig) -> Split:
+    """The task's split; for an MZI chip, feature vectors (standardised iris, PCA of images)."""
+    task = cfg.task
+    if task.name == "iris":
+        split = load_iris_split(task.split_seed, task.val_fraction, task.test_fraction)
+    elif task.name == "idx":
+        split = _checked("task.data_dir", lambda: load_idx(task.data_dir, task.split_seed, task.val_fraction))
+    else:
+        split = _checked("task", lambda: load_digits_split(task.split_seed, task.val_fraction, task.test_fraction))
+    if cfg.chip.kind != "mzi":
+        return split
+    method = "standardise" if task.name == "iris" else "pca"
+    return _checked("task", lambda: reduce_features(split, _features(cfg), method))
+
+
+def start_ray(cfg: RunConfig) -> None:
+    """Connect to (or start) the Ray cluster; a running session is reused (tests, notebooks).
+    A local cluster listens on loopback only, with token auth (:mod:`pipeline.run.ray_cluster`)."""
+    from pipeline.run.ray_cluster import connect, start_local
+
+    cl = cfg.cluster
+    if cl.kind == "address":
+        connect(cl.address)
+    else:
+        start_local(cl.num_cpus, cl.include_dashboard)
+
+
+def check_cluster(cfg: RunConfig) -> None:
+    """The chips' CPUs, GPUs and custom resources against the running cluster (before any actor)."""
+    import ray
+
+    from pipeline.run.preflight import check_resources
+
+    if not cfg.cluster.check_resources:
+        return
+    c = cfg.chip
+    check_resources(cfg.topology.n_chips, c.num_cpus, c.num_gpus, dict(c.resources), ray.cluster_resources())
+
+
+def make_workers(plan: Plan, cfg: RunConfig, split_ref) -> list:
+    """One ChipWorker actor per chip, with the chip's resources and restart budget."""
+    import ray
+
+    remote = ray.remote(ChipWorker)
+    c = cfg.chip
+    return [
+        remote.options(
+            num_cpus=c.num_cpus,
+            num_gpus=c.num_gpus,
+            resources=dict(c.resources) or None,
+            max_restarts=cfg.cluster.max_restarts,
+            max_task_retries=0,
+            name=None,
+        ).remote(spec, split_ref, plan.objective, plan.fault)
+        for spec in plan.chips
+    ]
+
+
+def make_tracker(cfg: RunConfig):
+    """The run's tracker; MLflow calls go through an on-disk spool in the output folder (a resume
+    from a checkpoint path reuses the interrupted run's spool, so its leftovers drain first)."""
+    t = cfg.tracking
+    if t.kind != "mlflow":
+        return NullTracker()
+    spool = os.path.join(cfg.output_dir, SPOOL_DIR) if cfg.output_dir else None
+    if cfg.resume and os.path.isfile(cfg.resume):
+        previous = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(cfg.resume))), SPOOL_DIR)
+        spool = previous if os.path.isdir(previous) else spool
+    return MlflowTracker(t.uri, t.experiment, t.run_name, spool_dir=spool, flush_timeout_s=t.flush_timeout_s)
+
+
+def flat_params(cfg: RunConfig) -> dict[str, str]:
+    """The resolved config as dotted keys (MLflow params)."""
+    out: dict[str, str] = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict) and value:
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            out[prefix] = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+    walk("", dataclasses.asdict(cfg))
+    return out
+
+
+def fingerprint(cfg: RunConfig) -> str:
+    """Hash of what determines the trained phases (not tracking, cluster, debug or paths)."""
+    d = dataclasses.asdict(cfg)
+    for volatile in ("tracking", "cluster", "debug", "resume", "output_dir", "checkpoint_every"):
+        d.pop(volatile)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_tags(cfg: RunConfig) -> dict[str, str]:
+    from importlib.metadata import version
+
+    try:
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                cwd=os.path.dirname(os.path.abspath(__file__)),
+            ).stdout.strip()
+            or "unknown"
+        )
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    nest = {PARENT_TAG: cfg.tracking.parent_run_id} if cfg.tracking.parent_run_id else {}
+    return {
+        **cfg.tracking.tags,
+        **nest,
+        "git_commit": commit,
+        "backend": cfg.chip.backend,
+        "chips": str(cfg.topology.n_chips),
+        "trainer": cfg.trainer.kind,
+        "numpy": np.__version__,
+        "ray": version("ray"),
+        "mlflow": version("mlflow"),
+        "ffm-optics": version("ffm-optics"),
+    }

@@ -1,0 +1,140 @@
+"""The coordinator: an explicit train state, a pure step, and the round loop.
+
+One round, as it reads below::
+
+    params_ref = ray.put(phases)                               # broadcast once
+    refs = {k: chip.run_round.remote(params_ref, shard_k, r)}  # one coarse call per chip
+    results = collect(refs, deadline)                          # failures retried, same inputs
+    state = step(state, results)                               # pure: aggregate + optimizer
+    tracker.log_round(...)                                     # only the coordinator logs
+
+Gradients: chip ``k`` returns the gradient of the mean loss over its shard of ``n_k``
+samples; the aggregate ``sum_k n_k g_k / sum_k n_k`` is the gradient of the mean loss
+over the whole batch, exactly what one process would compute (data parallelism is exact
+because the FFM gradient is a per-sample sum).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from optics.core import optim
+
+SHARED = "shared"
+
+
+@dataclass
+class TrainState:
+    """Everything needed to continue training exactly (checkpointed as .npz)."""
+
+    params: dict  # group -> {"phase": (L, n, n), ["amplitude": ...]}
+    opt: dict  # group -> optimizer state
+    round: int = 0  # rounds done
+    epoch: int = 0
+    position: int = 0  # batches done in this epoch
+    alive: list = field(default_factory=list)  # chip indices still in the run
+    best_val: float = -1.0
+    best_params: dict = field(default_factory=dict)
+
+
+def group_of(chip: int, shared: bool) -> str:
+    return SHARED if shared else f"chip{chip}"
+
+
+def init_state(
+    groups: dict[str, tuple],
+    spec: optim.OptimizerSpec,
+    train_amplitude: bool,
+    chips: list[int],
+    init: str = "pi",
+    seed: int = 0,
+) -> TrainState:
+    """``groups`` maps each parameter group to its phase shape. Phases ``init='pi'``: all at pi
+    (a diffractive chip: mid-range, away from the SLM phase wrap); ``'uniform'``: uniform in
+    [0, 2 pi) from ``seed`` (an MZI mesh: away from the bar/cross states, where gradients
+    vanish). Amplitudes at 1."""
+    params = {}
+    rng = np.random.default_rng([int(seed), 0x1A17])
+    for g, shape in groups.items():
+        phase = rng.uniform(0.0, 2 * np.pi, shape) if init == "uniform" else np.full(shape, np.pi)
+        params[g] = {"phase": phase}
+        if train_amplitude:
+            params[g]["amplitude"] = np.ones(shape)
+    opt = {g: optim.init_state(spec, p) for g, p in params.items()}
+    return TrainState(
+        params, opt, alive=list(chips), best_params={g: {k: v.copy() for k, v in p.items()} for g, p in params.items()}
+    )
+
+
+def aggregate(results: dict[int, dict], shared: bool) -> dict[str, dict[str, np.ndarray]]:
+    """Per-group gradients: shard-size-weighted mean over chips sharing the group."""
+    sums: dict[str, dict[str, np.ndarray]] = {}
+    counts: dict[str, int] = {}
+    for chip in sorted(results):
+        res, g = results[chip], group_of(chip, shared)
+        n = int(res["n"])
+        counts[g] = counts.get(g, 0) + n
+        for key, value in res.items():
+            if key.startswith("grad/"):
+                name = key[5:]
+                acc = sums.setdefault(g, {})
+                acc[name] = acc.get(name, 0.0) + n * np.asarray(value, dtype=np.float64)
+    return {g: {k: v / counts[g] for k, v in grads.items()} for g, grads in sums.items()}
+
+
+def step(
+    state: TrainState, grads: dict[str, dict[str, np.ndarray]], spec: optim.OptimizerSpec, batches_per_epoch: int
+) -> TrainState:
+    """Pure: update every group's parameters with its gradient, advance the counters."""
+    params, opt = dict(state.params), dict(state.opt)
+    for g, gr in grads.items():
+        params[g], opt[g] = optim.step(spec, state.params[g], gr, state.opt[g])
+    new = dataclasses.replace(state, params=params, opt=opt, round=state.round + 1, position=state.position + 1)
+    if new.position > batches_per_epoch:
+        raise RuntimeError(f"round {state.round}: epoch {state.epoch} has only {batches_per_epoch} batches")
+    return new
+
+
+def end_epoch(state: TrainState, val_accuracy: float) -> TrainState:
+    """Pure: keep the best parameters by validation accuracy, move to the next epoch."""
+    best_val, best = state.best_val, state.best_params
+    if val_accuracy > state.best_val:
+        best_val = val_accuracy
+        best = {g: {k: v.copy() for k, v in p.items()} for g, p in state.params.items()}
+    return dataclasses.replace(state, epoch=state.epoch + 1, position=0, best_val=best_val, best_params=best)
+
+
+def batch_indices(seed: int, epoch: int, position: int, n_train: int, batch_size: int) -> np.ndarray:
+    """Training indices of batch ``position`` of ``epoch``: a keyed permutation, no hidden RNG state."""
+    order = np.random.default_rng([seed, epoch]).permutation(n_train)
+    return order[position * batch_size : (position + 1) * batch_size]
+
+
+def shards(batch: np.ndarray, chips: list[int]) -> dict[int, np.ndarray]:
+    """Split a batch across the live chips (sizes differ by at most one)."""
+    return dict(zip(chips, np.array_split(batch, len(chips))))
+
+
+def round_metrics(results: dict[int, dict], grads: dict, round_s: float, broadcast_s: float = 0.0) -> dict[str, float]:
+    """Per-round metrics from the chips' results (weighted by shard size), with the time
+    breakdown: broadcast (``ray.put``), slowest chip's compute, collect (the rest of the wait)."""
+    n = sum(int(r["n"]) for r in results.values())
+    slowest = max(float(r["compute_s"]) for r in results.values())
+    gnorm = float(np.sqrt(sum(float(np.sum(v * v)) for g in grads.values() for v in g.values())))
+    out = {
+        "loss": sum(r["loss"] * r["n"] for r in results.values()) / n,
+        "accuracy": sum(int(r["correct"]) for r in results.values()) / n,
+        "grad_norm": gnorm,
+        "round_s": round_s,
+        "slowest_chip_s": slowest,
+        "samples_per_s": n / round_s if round_s > 0 else 0.0,
+        "broadcast_s": broadcast_s,
+        "collect_s": max(round_s - broadcast_s - slowest, 0.0),
+    }
+    fids = [r["fidelity_cosine"] for r in results.values() if "fidelity_cosine" in r]
+    if fids:
+        out["grad_fidelity_cosine"] = float(np.mean(fids))
+    return out

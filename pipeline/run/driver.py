@@ -1,0 +1,363 @@
+"""``train(cfg)``: the main job. Builds everything, runs the rounds, reports and checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import zipfile
+
+import numpy as np
+import ray
+from tqdm import tqdm
+
+from pipeline.config import ConfigError, RunConfig, load_config
+from pipeline.reports import figures
+from pipeline.run import checkpoint
+from pipeline.run.build import (
+    check_cluster,
+    fingerprint,
+    flat_params,
+    load_split,
+    make_plan,
+    make_tracker,
+    run_tags,
+    start_ray,
+)
+from pipeline.run.coordinator import TrainState, batch_indices, end_epoch, init_state, step
+from pipeline.run.preflight import check_inputs, check_output_dir, finite_phases
+from pipeline.run.topologies import make_topology
+
+RUN_ID = re.compile(r"[0-9a-f]{32}")  # an MLflow run id
+
+
+@dataclasses.dataclass
+class Session:
+    """What the round loop needs: typed plan, actors, tracker, sizes, paths."""
+
+    cfg: RunConfig
+    plan: object
+    topo: object  # DataParallel or LayerPipeline: the chip actors
+    tracker: object
+    n_train: int
+    batches_per_epoch: int
+    total_rounds: int
+    ckpt_path: str
+    history: dict
+    split_ref: object = None  # held for the run: restarted actors re-read their arguments
+    latest: TrainState | None = None
+    logging_s: float = 0.0
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training: the state was checkpointed; ``resume`` continues it."""
+
+    def __init__(self, round_index: int, resume: str):
+        super().__init__(f"interrupted at round {round_index}")
+        self.round_index, self.resume = round_index, resume
+
+
+def train(raw_cfg) -> dict:
+    """Run one training job from a config mapping (Hydra's or a dict) or a RunConfig; returns the summary.
+
+    Every check runs before Ray starts or an MLflow run exists: the config, the chips'
+    propagation and memory (:mod:`pipeline.run.preflight`), the tracking server, the resume
+    source, the output folder; then the cluster's resources, and each chip actor is pinged
+    once created, so a constructor error is one line. A rejected run leaves nothing behind.
+    """
+    cfg = raw_cfg if isinstance(raw_cfg, RunConfig) else load_config(raw_cfg)
+    out_dir = cfg.output_dir or os.path.join("outputs", time.strftime("%Y-%m-%d_%H-%M-%S"))
+    cfg = dataclasses.replace(cfg, output_dir=out_dir)
+    check_inputs(cfg)  # cheap checks first (the CLI ran them too)
+    split = load_split(cfg)
+    plan = make_plan(cfg, split.n_classes, len(split.train))  # every check passes before Ray starts
+    for note in plan.notes:
+        print(f"ffm-train: warning: {note}", file=sys.stderr)
+    tracker = make_tracker(cfg)
+    state, run_id = _initial_state(cfg, plan, tracker)
+    created = check_output_dir(out_dir)
+    try:
+        start_ray(cfg)
+        check_cluster(cfg)
+        split_ref = ray.put(split)  # the dataset travels through the object store, once
+        topo = make_topology(plan, cfg, split, split_ref, tracker.event)  # pings every chip
+    except BaseException:
+        if created:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    tracker.start(flat_params(cfg), run_tags(cfg), run_id=run_id)
+    if cfg.resume:
+        tracker.event(f"resumed at round {state.round} from {cfg.resume}")
+    return _run(cfg, plan, topo, tracker, split, split_ref, state)
+
+
+def _run(cfg: RunConfig, plan, topo, tracker, split, split_ref, state: TrainState) -> dict:
+    n_batches = math.ceil(len(split.train) / cfg.trainer.batch_size)
+    total = n_batches * cfg.trainer.epochs
+    if cfg.trainer.max_rounds:
+        total = min(total, cfg.trainer.max_rounds)
+    if cfg.trainer.masks_from:  # deploy trained masks: evaluation only
+        total = 0
+    sess = Session(
+        cfg,
+        plan,
+        topo,
+        tracker,
+        len(split.train),
+        n_batches,
+        total,
+        os.path.join(cfg.output_dir, "checkpoints", "latest.npz"),
+        {},
+        split_ref,
+    )
+    t0 = time.perf_counter()
+    with tracked_run(tracker, topo.workers):
+        state = _loop(sess, state)
+        return _finish(sess, state, time.perf_counter() - t0)
+
+
+@contextlib.contextmanager
+def tracked_run(tracker, workers: list):
+    """The end of a tracked run, however it ends: the actors stopped, the run marked FINISHED,
+    KILLED (Ctrl-C) or FAILED; a spool not drained in time is named with the command that sends it."""
+    status = "FINISHED"
+    try:
+        yield
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        for w in workers:
+            ray.kill(w)
+        backlog = tracker.end(status)
+        if backlog:
+            print(f"ffm-train: warning: {backlog}", file=sys.stderr, flush=True)
+
+
+def _initial_state(cfg: RunConfig, plan, tracker) -> tuple[TrainState, str | None]:
+    chips = [spec.index for spec in plan.chips]
+    if not cfg.resume:
+        state = init_state(plan.groups, plan.optimizer, cfg.trainer.train_amplitude, chips, plan.init, cfg.seed)
+        if cfg.trainer.masks_from:
+            params = load_masks(cfg.trainer.masks_from, plan.groups)
+            state = dataclasses.replace(state, params=params, best_params=params)
+        return state, None
+    path = cfg.resume
+    if RUN_ID.fullmatch(path) and not os.path.exists(path):  # an MLflow run id: fetch its last checkpoint
+        tmp = tempfile.mkdtemp(prefix="ffm-resume-")
+        tracker.download(cfg.resume, "checkpoint", tmp)
+        path = os.path.join(tmp, "checkpoint", "latest.npz")
+    elif not os.path.exists(path):
+        raise checkpoint.CheckpointError(
+            f"resume={path} is neither a checkpoint file nor an MLflow run id "
+            "(32 hex digits); pass outputs/<run>/checkpoints/latest.npz or the run id"
+        )
+    state, meta = checkpoint.load(path)
+    if meta["config"] != fingerprint(cfg):
+        raise checkpoint.CheckpointError(
+            f"resume={cfg.resume} was written by a different configuration; "
+            "resume with the same overrides as the original run"
+        )
+    if sorted(state.params) != sorted(plan.groups):
+        raise checkpoint.CheckpointError(
+            f"resume={cfg.resume} holds groups {sorted(state.params)}, this run "
+            f"trains {sorted(plan.groups)}; resume with the original overrides"
+        )
+    return state, meta["run_id"]
+
+
+def load_masks(path: str, groups: dict[str, tuple]) -> dict:
+    """Trained parameters from a run's ``phases.npz`` (keys ``<group>/<name>``), checked against ``groups``."""
+    if not os.path.exists(path):
+        raise ConfigError(f"trainer.masks_from={path} does not exist; point it at a finished run's phases.npz")
+    params: dict = {}
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            for key in f.files:
+                if "/" not in key:
+                    raise ConfigError(
+                        f"trainer.masks_from={path} has an entry {key!r}, not <group>/<name>; "
+                        "point it at a finished run's phases.npz"
+                    )
+                group, name = key.split("/", 1)
+                params.setdefault(group, {})[name] = f[key].astype(np.float64)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(
+            f"trainer.masks_from={path} is not a readable .npz ({exc}); point it at a finished run's phases.npz"
+        ) from None
+    finite_phases(params, f"trainer.masks_from={path}")
+    for group, shape in groups.items():
+        got = params.get(group, {}).get("phase")
+        if got is None or got.shape != tuple(shape):
+            raise ConfigError(
+                f"trainer.masks_from={path} has no {group}/phase of shape {tuple(shape)}; "
+                "deploy masks trained with the same chip geometry and topology"
+            )
+    return {g: params[g] for g in groups}
+
+
+def _loop(sess: Session, state: TrainState) -> TrainState:
+    interactive = sys.stderr.isatty()  # in job logs and CI, a line every 30 s is enough
+    bar = tqdm(
+        total=sess.total_rounds,
+        initial=state.round,
+        unit="round",
+        dynamic_ncols=True,
+        mininterval=0.2 if interactive else 30.0,
+    )
+    with bar:
+        try:
+            return _rounds(sess, state, bar)
+        except KeyboardInterrupt:  # Ctrl-C: keep everything done so far
+            _checkpoint(sess, sess.latest)
+            sess.tracker.event(f"interrupted at round {sess.latest.round}; resume with resume={sess.ckpt_path}")
+            raise Interrupted(sess.latest.round, sess.ckpt_path) from None
+
+
+def _rounds(sess: Session, state: TrainState, bar) -> TrainState:
+    cfg, t = sess.cfg, sess.cfg.trainer
+    while state.epoch < t.epochs:
+        sess.latest = state  # what a Ctrl-C checkpoints
+        if state.position < sess.batches_per_epoch and state.round < sess.total_rounds:
+            if cfg.debug.interrupt_round == state.round:
+                raise KeyboardInterrupt
+            if cfg.debug.kill_round == state.round:  # fault injection: a driver lost without a word
+                os.kill(os.getpid(), signal.SIGKILL)
+            state, metrics = _round(sess, state)
+            bar.update(1)
+            bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['accuracy']:.2f}")
+            if state.round % cfg.checkpoint_every == 0:
+                _checkpoint(sess, state)
+            continue
+        state = _validate(sess, state)
+        bar.write(f"epoch {state.epoch}: val accuracy {sess.history['val_mean'][-1][1]:.3f}")
+        _checkpoint(sess, state)
+        if state.round >= sess.total_rounds:
+            break
+    return state
+
+
+def _round(sess: Session, state: TrainState) -> tuple[TrainState, dict]:
+    cfg, plan = sess.cfg, sess.plan
+    batch = batch_indices(cfg.seed, state.epoch, state.position, sess.n_train, cfg.trainer.batch_size)
+    every = cfg.trainer.fidelity_every
+    fidelity = plan.train_on == "chip" and every > 0 and state.round % every == 0
+    t0 = time.perf_counter()
+    grads, metrics, alive = sess.topo.run_round(state.params, state.alive, batch, state.round, fidelity)
+    if alive != state.alive:
+        state = dataclasses.replace(state, alive=alive)
+    t_update = time.perf_counter()
+    state = step(state, grads, plan.optimizer, sess.batches_per_epoch)
+    now = time.perf_counter()
+    metrics |= {
+        "update_s": now - t_update,
+        "logging_s": sess.logging_s,  # logging: the previous round's
+        "overhead_frac": max(0.0, 1.0 - metrics["slowest_chip_s"] / (now - t0)),
+    }
+    sess.tracker.log_round(state.round, metrics)
+    sess.logging_s = time.perf_counter() - now
+    for key in ("loss", "accuracy"):
+        sess.history.setdefault(f"train_{key}", []).append((state.round, metrics[key]))
+    return state, metrics
+
+
+def _validate(sess: Session, state: TrainState) -> TrainState:
+    cfg, plan = sess.cfg, sess.plan
+    metrics = {}
+    for subset in ("val", "test"):
+        res, alive = sess.topo.evaluate(
+            state.params, state.alive, subset, state.round, plan.deploy_on, cfg.trainer.eval_batch_size
+        )
+        state = dataclasses.replace(state, alive=alive)
+        for name, r in res.items():
+            metrics[f"{subset}_accuracy/{name}"] = r["accuracy"]
+            sess.history.setdefault(f"{subset}_accuracy/{name}", []).append((state.round, r["accuracy"]))
+        metrics[f"{subset}_accuracy/mean"] = float(np.mean([r["accuracy"] for r in res.values()]))
+    sess.history.setdefault("val_mean", []).append((state.round, metrics["val_accuracy/mean"]))
+    sess.tracker.log_metrics(metrics | {"epoch": state.epoch + 1}, step=state.round)
+    return end_epoch(state, metrics["val_accuracy/mean"])
+
+
+def _checkpoint(sess: Session, state: TrainState) -> None:
+    checkpoint.save(sess.ckpt_path, state, sess.tracker.run_id, fingerprint(sess.cfg))
+    sess.tracker.log_file(sess.ckpt_path, "checkpoint")
+    sess.tracker.log_file(sess.ckpt_path + ".sha256", "checkpoint")
+
+
+def _finish(sess: Session, state: TrainState, wall_s: float) -> dict:
+    """Test the best-validation phases on every chip (and the twin), log artifacts, write summary.json."""
+    from pipeline.reports.run_report import log_final_artifacts, print_summary
+
+    cfg, plan, topo = sess.cfg, sess.plan, sess.topo
+    test, alive = topo.evaluate(
+        state.best_params,
+        state.alive,
+        "test",
+        state.round + 1,
+        plan.deploy_on,
+        cfg.trainer.eval_batch_size,
+        n_examples=4,
+    )
+    state = dataclasses.replace(state, alive=alive)
+    twin, _ = topo.evaluate(
+        state.best_params, state.alive, "test", state.round + 1, "twin", cfg.trainer.eval_batch_size
+    )
+    twin_acc = next(iter(twin.values()))["accuracy"]
+    where = topo.locate(state.alive)
+    per_chip = {
+        name: {
+            "test_accuracy": r["accuracy"],
+            **{k: r[k] for k in ("subtask_accuracy",) if k in r},
+            **where.get(name, {}),
+        }
+        for name, r in test.items()
+    }
+    summary = {
+        "trainer": cfg.trainer.kind,
+        "deployed_on": plan.deploy_on,
+        "chips": per_chip,
+        "twin_test_accuracy": twin_acc,
+        "rounds": state.round,
+        "epochs": state.epoch,
+        "wall_seconds": wall_s,
+        "run_id": sess.tracker.run_id,
+        "tracking_uri": sess.tracker.uri,
+        "best_val_accuracy": state.best_val,
+        "dropped_chips": sorted(set(range(len(plan.chips))) - set(state.alive)),
+        "events": sess.tracker.events,
+        "output_dir": cfg.output_dir,
+    }
+    detected = {
+        f"final_detected_fraction/{name}": r["detected_fraction"]  # twin: noise-free
+        for name, r in list(test.items()) + [("twin", next(iter(twin.values())))]
+        if "detected_fraction" in r
+    }
+    sess.tracker.log_metrics(
+        {f"final_test_accuracy/{name}": r["accuracy"] for name, r in test.items()}
+        | detected
+        | {"final_test_accuracy/twin": twin_acc},
+        step=state.round,
+    )
+    os.makedirs(cfg.output_dir, exist_ok=True)
+    with open(os.path.join(cfg.output_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    np.savez(
+        os.path.join(cfg.output_dir, "phases.npz"),
+        **{f"{g}/{k}": v for g, p in state.best_params.items() for k, v in p.items()},
+    )
+    log_final_artifacts(sess, state, test, figures)
+    print_summary(summary, sess.tracker)
+    return summary
