@@ -4,9 +4,10 @@ Public entry points are re-exported here; see each module for the equations.
 """
 
 from optics.core.backend import Backend, get_backend, gpu_available
+from optics.core.chip import NoiseFreeOracle, OpticalChip
 from optics.core.ffm import Objective, forward_only_step, gradient_fidelity, measure_fidelity, true_gradient
 from optics.core.measurement import MeasurementSpec, PassKey
-from optics.diffractive.chip import DigitalTwin, OpticalChip, SimulatedChip
+from optics.diffractive.chip import DigitalTwin, SimulatedChip
 from optics.diffractive.geometry import Geometry
 from optics.diffractive.imperfections import HardwareSpec
 
@@ -18,6 +19,7 @@ __all__ = [
     "Geometry",
     "HardwareSpec",
     "MeasurementSpec",
+    "NoiseFreeOracle",
     "Objective",
     "OpticalChip",
     "PassKey",

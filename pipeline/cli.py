@@ -19,9 +19,10 @@ import typing
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.config import RunConfig, register_resolvers
+from pipeline.config import TYPED_ROOT, RunConfig, register_resolvers, register_schemas
 
 register_resolvers()
+register_schemas()  # compose TYPED_ROOT: conf/config.yaml merged into the dataclasses (types checked)
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # an installed wheel carries conf/ inside the package; a source checkout has it at the top level
@@ -43,7 +44,7 @@ def error_line(exc: BaseException) -> str:
     return explain(exc)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=TYPED_ROOT)
 def _app(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
@@ -117,17 +118,19 @@ def _discard_if_empty(path: str) -> None:
 
 
 def _precheck(args: list[str]) -> None:
-    """Compose plain overrides once before Hydra does, so a bad override or config group is one line."""
+    """Compose plain overrides once before Hydra does, so a bad override, config group or a value of
+    the wrong type (OmegaConf's multi-line error) is one line: ``<key>: <what>``."""
     if not args or any(a.startswith("-") for a in args):
         return
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     _parse_each(args)
     try:
         with initialize_config_dir(config_dir=os.path.abspath(CONFIG_DIR), version_base="1.3"):
-            compose("config", overrides=args)
-    except (HydraException, ValueError, KeyError) as exc:
+            compose(TYPED_ROOT, overrides=args)
+    except (HydraException, OmegaConfBaseException, ValueError, KeyError) as exc:
         fail(error_line(exc))
 
 

@@ -32,6 +32,28 @@ def _hydra(exc: BaseException) -> str | None:
     return None
 
 
+def _omegaconf(exc: BaseException) -> str | None:
+    """OmegaConf's multi-line errors (a value of the wrong type for its dataclass field, a key the
+    dataclass lacks), raised alone or as the cause of Hydra's composition error: ``<key>: <what>``."""
+    if "omegaconf" not in sys.modules:
+        return None
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+    cause = exc if isinstance(exc, OmegaConfBaseException) else exc.__cause__
+    key = getattr(cause, "full_key", None)
+    if not isinstance(cause, OmegaConfBaseException) or not key:
+        return None
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
+        section, _, leaf = key.rpartition(".")
+        known = section_keys(section)
+        if known is not None and leaf not in known:
+            where = f" of {section}" if section else ""
+            return f"{key}: unknown key; known keys{where}: {', '.join(sorted(known))}"
+        return f"{key}: not in conf/; add it with +{key}=<value>"
+    what = getattr(cause, "msg", None) or str(cause)
+    return f"{key}: {_first_line(Exception(what))}"
+
+
 def _not_in_conf(exc: BaseException) -> str | None:
     """Hydra's "Could not override 'K'. To append ... use +K=V": an unknown key, or one conf/ leaves out."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
@@ -90,7 +112,7 @@ def explain(exc: BaseException) -> str:
     ours = (ConfigError, CheckpointError) + ((rounds.ChipError, rounds.ChipFailure) if rounds else ())
     if isinstance(exc, ours):
         return _first_line(exc)
-    for known in (_hydra, _mlflow, _ray):
+    for known in (_omegaconf, _hydra, _mlflow, _ray):
         line = known(exc)
         if line:
             return line

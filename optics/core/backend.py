@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from optics.core import cuda_kernels
 from optics.core.fftw_wisdom import planned
 
 BACKENDS = ("numpy", "cupy")
@@ -174,10 +175,6 @@ class Backend:
         """Unnormalised forward 2-D FFT over the last two axes, in place."""
         self._transform(buf, forward=True)
 
-    def ifft2_(self, buf) -> None:
-        """Unnormalised inverse 2-D FFT over the last two axes, in place (no 1/N)."""
-        self._transform(buf, forward=False)
-
     def propagate_(self, buf, kernel) -> None:
         """``buf <- IFFT(kernel * FFT(buf))`` in place, unnormalised (the 1/N lives in ``kernel``)."""
         self._transform(buf, forward=True)
@@ -309,42 +306,8 @@ def _cupy_kernels() -> dict:
     if not _KERNELS:
         import cupy as cp
 
-        # pad(field * mult) into the workspace, border zeroed, product stored: one pass
-        _KERNELS["load"] = cp.ElementwiseKernel(
-            "raw T src, raw T mult, raw T store, int64 n, int64 npad, int64 o, bool in_place, "
-            "bool has_mult, bool has_store",
-            "T buf",
-            """
-            long long j = i % npad, r = (i / npad) % npad, b = i / (npad * npad);
-            long long ci = r - o, cj = j - o;
-            if (ci >= 0 && ci < n && cj >= 0 && cj < n) {
-                long long k = (b * n + ci) * n + cj;
-                T v = in_place ? buf : src[k];
-                if (has_mult) v = v * mult[ci * n + cj];
-                if (has_store) store[k] = v;
-                buf = v;
-            } else {
-                buf = T(0);
-            }
-            """,
-            "ffm_load",
-        )
-        # -2 Im(sum_b u eps) for taps (L, B, P) -> (L, P), coalesced over P, one pass over each
-        _KERNELS["phase_grad"] = cp.ElementwiseKernel(
-            "raw T u, raw T e, int64 nb, int64 npix",
-            "R g",
-            """
-            long long l = i / npix, p = i % npix;
-            R acc = 0;
-            for (long long b = 0; b < nb; ++b) {
-                long long k = (l * nb + b) * npix + p;
-                T x = u[k], y = e[k];
-                acc += x.real() * y.imag() + x.imag() * y.real();
-            }
-            g = -2 * acc;
-            """,
-            "ffm_phase_grad",
-        )
+        _KERNELS["load"] = cp.ElementwiseKernel(*cuda_kernels.LOAD)
+        _KERNELS["phase_grad"] = cp.ElementwiseKernel(*cuda_kernels.PHASE_GRAD)
     return _KERNELS
 
 

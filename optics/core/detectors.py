@@ -11,15 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optics.core.backend import Backend
-from optics.diffractive.geometry import Geometry, detector_corners
-
 
 @dataclass(eq=False)
 class Detectors:
     """Mask matrix ``masks`` (n*n, C) on the backend, real dtype, plus the region corners.
 
-    ``plane`` is the shape of one detected frame: (n, n) for a camera; other chips (an
+    ``plane`` is the shape of one detected frame: (n, n) for a camera (a diffractive chip's, from
+    :func:`optics.diffractive.detectors.make_detectors`); other chips (an
     MZI mesh's (N,) output modes) build ``Detectors`` with their own plane and masks.
     """
 
@@ -39,16 +37,6 @@ class Detectors:
         for c, (y, x) in enumerate(self.corners):
             img[y : y + self.size, x : x + self.size] = c
         return img
-
-
-def make_detectors(geometry: Geometry, backend: Backend) -> Detectors:
-    """Square regions of ``geometry.detector_px`` laid out by :func:`detector_corners`."""
-    n, d = geometry.n, geometry.detector_px
-    corners = detector_corners(geometry)
-    masks = np.zeros((n, n, len(corners)), dtype=np.float64)
-    for c, (y, x) in enumerate(corners):
-        masks[y : y + d, x : x + d, c] = 1.0
-    return Detectors(n, d, corners, backend.asarray(masks.reshape(n * n, -1), backend.real_dtype))
 
 
 def detector_scores(intensity, det: Detectors):

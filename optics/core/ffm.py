@@ -10,7 +10,7 @@ For a real loss ``L(I)`` of the detected intensity ``I = |y|^2`` (Xue et al., Na
 
 ``u_l`` is the data-pass field after layer ``l``. On a chip these are *measured* fields
 and the phases are the ones the SLM realises. ``forward_only_step`` is the FFM step on
-any chip; on the :class:`optics.diffractive.chip.DigitalTwin` it is exactly in-silico backprop
+any chip; on a digital twin (:class:`optics.diffractive.chip.DigitalTwin`) it is exactly in-silico backprop
 (the twin's error pass is the exact transpose). Functions here are pure: arrays in,
 arrays out; the chip is the only stateful argument.
 """
@@ -22,11 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from optics.core.backend import array_namespace
+from optics.core.chip import NoiseFreeOracle, OpticalChip
 from optics.core.detectors import Detectors, detector_scores, scores_transpose
 from optics.core.losses import LOSSES, mse_to_target, softmax_cross_entropy
 from optics.core.measurement import PassKey
 from optics.core.validate import check_choice, check_positive
-from optics.diffractive.chip import OpticalChip, SimulatedChip
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ def layer_gradients(chip: OpticalChip, data_fields, error_fields) -> dict[str, n
     }
 
 
-def true_gradient(chip: SimulatedChip, inputs, targets, objective: Objective) -> StepResult:
+def true_gradient(chip: NoiseFreeOracle, inputs, targets, objective: Objective) -> StepResult:
     """Simulator oracle: exact gradient w.r.t. the realised phases, noise-free, via ``P^T``."""
     taps = chip.true_data_pass(inputs)
     loss, e, scores = detector_error(chip, taps, targets, objective)
@@ -221,7 +221,7 @@ def gradient_fidelity(measured: np.ndarray, true: np.ndarray) -> dict[str, float
 
 
 def measure_fidelity(
-    chip: SimulatedChip, inputs, targets, objective: Objective, round_index: int, samples
+    chip: NoiseFreeOracle, inputs, targets, objective: Objective, round_index: int, samples
 ) -> dict[str, float]:
     """Gradient fidelity of the chip's FFM step against its true gradient (diagnostic)."""
     ffm = forward_only_step(chip, inputs, targets, objective, round_index, samples)

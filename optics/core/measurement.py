@@ -18,20 +18,41 @@ grows like ``level``), read noise, ADC step and reference phase linearly. Level 
 ``photons_per_sample=inf`` with the others 0 is a noiseless measurement.
 
 Noise is keyed by (chip seed, round, pass, sample, tap) through NumPy's SeedSequence,
-never by clock, so a re-run round reproduces exactly. On CuPy one stream per
+never by clock, so a re-run round reproduces exactly. Tap ids: a layer's field is keyed by
+the layer index 0..L-1; every other stream has a named id in :class:`Tap`. On CuPy one stream per
 (seed, round, pass, tap, batch) is used instead (the same batch reproduces exactly).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
+from enum import IntEnum
 
 import numpy as np
 
 from optics.core.validate import check_nonnegative
 
 PASS_IDS = {"data": 0, "error": 1, "inference": 2}
+
+
+class Tap(IntEnum):
+    """Tap ids of the named noise streams (part of the noise key: never renumber them).
+
+    Layer taps are the layer index ``0..L-1`` and must stay below the smallest named id
+    (98), or two streams of one pass would share a key: a diffractive chip may have at most
+    98 layers (the scattering medium has one tap, 0). An MZI mesh reads all its in-mesh taps
+    as one frame keyed by tap 0; :data:`optics.mesh.layout.MAX_MODES` keeps even its
+    ``4N + 2`` traversals below its named ids (998, 999).
+    """
+
+    INPUT_ERROR = 98  # error-pass field at the input plane (``to_input``)
+    DETECTOR = 99  # data-pass complex field at the detector / camera plane
+    MESH_ERROR_OUTPUT = 998  # MZI mesh: error-pass output modes
+    MESH_OUTPUT = 999  # MZI mesh: data-pass output modes
+    SHOT = 1000  # Poisson shot noise of the detected intensity
+    READ = 1001  # read noise of the detected intensity
+    REFERENCE = 2000  # residual holographic reference phase, one per (pass, sample)
 
 
 @dataclass(frozen=True)
@@ -78,9 +99,6 @@ class MeasurementSpec:
     def off(cls) -> MeasurementSpec:
         return cls(level=0.0)
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
 class PassKey:
@@ -99,14 +117,14 @@ class PassKey:
             raise ValueError(f"pass_name must be one of {tuple(PASS_IDS)}, got {self.pass_name!r}")
 
     def stream(self, sample: int, tap: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.round, PASS_IDS[self.pass_name], int(sample), tap])
+        return np.random.default_rng([self.seed, self.round, PASS_IDS[self.pass_name], int(sample), int(tap)])
 
 
 def _normals(key: PassKey, tap: int, shape: tuple, backend):
     """Standard normals (B, *shape) in the real dtype, sample b drawn from its own keyed stream."""
     dt = backend.real_dtype
     if backend.name == "cupy":
-        ss = np.random.SeedSequence([key.seed, key.round, PASS_IDS[key.pass_name], tap, *key.samples])
+        ss = np.random.SeedSequence([key.seed, key.round, PASS_IDS[key.pass_name], int(tap), *key.samples])
         rs = backend.xp.random.RandomState(int(ss.generate_state(1)[0]))
         return rs.standard_normal((len(key.samples),) + shape, dtype=dt)
     out = np.empty((len(key.samples),) + shape, dtype=dt)
@@ -130,10 +148,10 @@ def measure_intensity(intensity, spec: MeasurementSpec, key: PassKey, backend):
     e = intensity
     if math.isfinite(qn):
         lam = backend.to_numpy(intensity).astype(np.float64) * qn
-        shot = np.stack([key.stream(s, 1000).poisson(np.clip(lam[i], 0, None)) for i, s in enumerate(key.samples)])
+        shot = np.stack([key.stream(s, Tap.SHOT).poisson(np.clip(lam[i], 0, None)) for i, s in enumerate(key.samples)])
         e = backend.asarray(shot, backend.real_dtype)
         if spec.read_noise_e > 0:
-            e = e + (spec.level * spec.read_noise_e) * _normals(key, 1001, intensity.shape[1:], backend)
+            e = e + (spec.level * spec.read_noise_e) * _normals(key, Tap.READ, intensity.shape[1:], backend)
         e = xp.clip(e, 0, None).astype(backend.real_dtype)
         if spec.adc_bits > 0:
             peak = e.reshape(e.shape[0], -1).max(axis=1).reshape(-1, 1, 1)
@@ -173,7 +191,7 @@ def reference_rotation(spec: MeasurementSpec, key: PassKey, backend):
     if spec.noiseless or spec.reference_phase_rad == 0:
         return None
     rad = spec.level * spec.reference_phase_rad
-    th = np.array([key.stream(s, 2000).standard_normal() * rad for s in key.samples])
+    th = np.array([key.stream(s, Tap.REFERENCE).standard_normal() * rad for s in key.samples])
     return backend.asarray(np.exp(1j * th).reshape(-1, 1, 1), backend.complex_dtype)
 
 

@@ -2,7 +2,7 @@
 
 A chip is programmed with commanded phases (radians, (L, n, n)) and optional amplitudes
 (transmission in (0, 1], (L, n, n)), then runs passes on batches. Every pass returns
-*measured* taps (:class:`optics.diffractive.donn.Taps`), on the chip's backend. A physical chip
+*measured* taps (:class:`optics.diffractive.Taps`), on the chip's backend. A physical chip
 implements the same methods with its SLM and camera drivers.
 
 The simulated chip's imperfections (:mod:`optics.diffractive.imperfections`) are private: training
@@ -14,35 +14,18 @@ the phases the chip realises, for the gradient-fidelity diagnostic.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import replace
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from optics.core.backend import Backend, get_backend
-from optics.core.detectors import Detectors, make_detectors
-from optics.core.measurement import MeasurementSpec, PassKey, measure_field_, measure_intensity, reference_rotation
+from optics.core.camera import Camera
+from optics.core.measurement import MeasurementSpec, PassKey, Tap
 from optics.core.propagation import Propagator, check_field, make_propagator
+from optics.core.taps import Taps
 from optics.diffractive import donn
+from optics.diffractive.detectors import make_detectors
 from optics.diffractive.geometry import Geometry
 from optics.diffractive.imperfections import HardwareSpec, HiddenState, draw_hidden_state, shift_map, slm_response
-
-AMPLITUDE_FLOOR = 1e-3
-
-
-@runtime_checkable
-class OpticalChip(Protocol):
-    """What the trainers and the pipeline use; nothing else about a chip is visible."""
-
-    geometry: Geometry
-    backend: Backend
-    detectors: Detectors
-
-    def program(self, phases: np.ndarray, amplitudes: np.ndarray | None = None) -> None: ...
-    def data_pass(self, inputs, key: PassKey) -> donn.Taps: ...
-    def error_pass(self, error, key: PassKey, to_input: bool = False) -> donn.Taps: ...
-    def infer(self, inputs, key: PassKey): ...
-    def describe(self) -> dict: ...
 
 
 class _DiffractiveBase:
@@ -68,7 +51,7 @@ class _DiffractiveBase:
             else None
         )
 
-    def _data_pass(self, x) -> donn.Taps:
+    def _data_pass(self, x) -> Taps:
         """The data pass on prepared (complex, illuminated) inputs, ``P_0 x`` from the cache when it holds it."""
         cache = self._input_cache
         if cache is None:
@@ -136,10 +119,10 @@ class DigitalTwin(_DiffractiveBase):
         )
         super().__init__(geometry, backend, [None if relay_input else prop] + [prop] * geometry.n_layers, input_cache)
 
-    def data_pass(self, inputs, key: PassKey | None = None) -> donn.Taps:
+    def data_pass(self, inputs, key: PassKey | None = None) -> Taps:
         return self._data_pass(self._inputs(inputs))
 
-    def error_pass(self, error, key: PassKey | None = None, to_input: bool = False) -> donn.Taps:
+    def error_pass(self, error, key: PassKey | None = None, to_input: bool = False) -> Taps:
         """Exact reverse-mode pass ``P^T`` (equal to the forward-only pass: free space is symmetric)."""
         check_field("error", error, self.geometry.n)
         return donn.error_pass(error, self.transmissions, self.props, transpose=True, to_input=to_input)
@@ -239,47 +222,37 @@ class SimulatedChip(_DiffractiveBase):
     def _illuminated(self, inputs):
         return self._inputs(inputs) if self.relay_input else self._inputs(inputs) * self._illumination
 
-    def data_pass(self, inputs, key: PassKey) -> donn.Taps:
-        """Measured taps ``u_1..u_L``, detector field and detector intensity."""
-        key = replace(key, seed=self.seed)
-        taps = self._data_pass(self._illuminated(inputs))
-        m, be = self.measurement, self.backend
-        if not m.noiseless:
-            rotation = reference_rotation(m, key, be)  # one residual reference phase per pass
-            for layer in range(taps.fields.shape[0]):
-                measure_field_(taps.fields[layer], m, key, layer, be, rotation=rotation)
-            measure_field_(taps.output, m, key, 99, be, rotation=rotation)
-            taps = donn.Taps(taps.fields, taps.output, measure_intensity(taps.intensity, m, key, be))
-        return taps
+    @property
+    def camera(self) -> Camera:
+        """This chip's cameras: its measurement spec, keyed by its seed."""
+        return Camera(self.measurement, self.seed, self.backend)
 
-    def error_pass(self, error, key: PassKey, to_input: bool = False) -> donn.Taps:
+    def data_pass(self, inputs, key: PassKey) -> Taps:
+        """Measured taps ``u_1..u_L``, detector field and detector intensity."""
+        taps = self._data_pass(self._illuminated(inputs))
+        measured = [(taps.fields[layer], layer) for layer in range(taps.fields.shape[0])]
+        intensity = self.camera.data_pass_taps(key, measured + [(taps.output, Tap.DETECTOR)], taps.intensity)
+        return Taps(taps.fields, taps.output, intensity)
+
+    def error_pass(self, error, key: PassKey, to_input: bool = False) -> Taps:
         """Forward-only error pass: the same optics, layer order reversed (``P``, not ``P^T``)."""
-        key = replace(key, seed=self.seed)
         check_field("error", error, self.geometry.n)
-        m, be, xp = self.measurement, self.backend, self.backend.xp
-        scale = None
-        if not m.noiseless:  # the optical pass carries unit power per sample
-            scale = xp.sqrt((error * error.conj()).real.sum(axis=(1, 2))).reshape(-1, 1, 1)
-            scale = xp.maximum(scale, 1e-30)
         taps = donn.error_pass(error, self.transmissions, self.props, transpose=False, to_input=to_input)
-        if scale is not None:
-            rotation = reference_rotation(m, key, be)
-            for layer in range(taps.fields.shape[0]):
-                measure_field_(taps.fields[layer], m, key, layer, be, scale=scale, rotation=rotation)
-            if to_input:
-                measure_field_(taps.output, m, key, 98, be, scale=scale, rotation=rotation)
+        measured = [(taps.fields[layer], layer) for layer in range(taps.fields.shape[0])]
+        if to_input:
+            measured.append((taps.output, Tap.INPUT_ERROR))
+        self.camera.error_pass_taps(key, error, measured)
         return taps
 
     def infer(self, inputs, key: PassKey):
-        key = replace(key, seed=self.seed)
         y = donn.output_field(self._illuminated(inputs), self.transmissions, self.props)
-        return measure_intensity((y * y.conj()).real, self.measurement, key, self.backend)
+        return self.camera.detected(key, (y * y.conj()).real)
 
-    def true_data_pass(self, inputs) -> donn.Taps:
+    def true_data_pass(self, inputs) -> Taps:
         """Noise-free data pass (simulator-only oracle)."""
         return self._data_pass(self._illuminated(inputs))
 
-    def true_error_pass(self, error, to_input: bool = False) -> donn.Taps:
+    def true_error_pass(self, error, to_input: bool = False) -> Taps:
         """Exact reverse-mode pass through this chip's actual optics, ``P^T`` (oracle)."""
         return donn.error_pass(error, self.transmissions, self.props, transpose=True, to_input=to_input)
 

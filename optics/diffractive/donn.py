@@ -14,23 +14,9 @@ Fields are (B, n, n) complex arrays; taps are stacked as (L, B, n, n).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from optics.core.propagation import Propagator, hop, propagate
-
-
-@dataclass(eq=False)
-class Taps:
-    """Fields measured in one pass.
-
-    ``fields`` (L, B, n, n): after modulation layer l (data pass: ``u_l``) or the error
-    field arriving at layer l (error pass: ``eps_l``). Data pass only: ``output`` (B, n, n)
-    the complex field at the detector and ``intensity`` (B, n, n) the detected intensity.
-    """
-
-    fields: object
-    output: object = None
-    intensity: object = None
+from optics.core.taps import Taps
 
 
 def data_pass(inputs, transmissions, props: Sequence[Propagator], first=None) -> Taps:

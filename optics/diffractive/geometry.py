@@ -59,11 +59,6 @@ class Geometry:
         """Shape of the trainable phases: (n_layers, n, n)."""
         return (self.n_layers, self.n, self.n)
 
-    @property
-    def aperture(self) -> float:
-        """Side of the grid in metres."""
-        return self.n * self.pitch
-
     @classmethod
     def reference(cls, **overrides) -> Geometry:
         """The reference benchmark geometry (docs/design.md section 2)."""

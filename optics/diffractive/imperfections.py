@@ -17,10 +17,11 @@ between planes make ``H`` non-even and break the symmetry FFM relies on.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
+from optics.core.screens import correlated_screen
 from optics.core.validate import check_nonnegative
 from optics.diffractive.geometry import Geometry
 
@@ -66,9 +67,6 @@ class HardwareSpec:
         """The same spec with the symmetry-breaking imperfections (registration) turned off."""
         return replace(self, **{k: 0.0 for k in SYMMETRY_BREAKING})
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
 class HiddenState:
@@ -87,17 +85,6 @@ class HiddenState:
     def as_arrays(self) -> dict[str, np.ndarray]:
         """Everything as named arrays (for an .npz artifact)."""
         return {k: np.asarray(v) for k, v in self.__dict__.items()}
-
-
-def correlated_screen(rng: np.random.Generator, shape: tuple[int, int], rms: float, corr_px: float) -> np.ndarray:
-    """Gaussian random field with Gaussian correlation of ``corr_px`` px and the given rms."""
-    from scipy.ndimage import gaussian_filter
-
-    white = rng.standard_normal(shape)
-    if rms == 0:
-        return np.zeros(shape)
-    smooth = gaussian_filter(white, corr_px, mode="wrap") if corr_px > 0 else white
-    return smooth * (rms / smooth.std())
 
 
 def draw_hidden_state(spec: HardwareSpec, geometry: Geometry, seed: int) -> HiddenState:

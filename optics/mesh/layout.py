@@ -9,14 +9,14 @@ errors of one fabricated mesh (sources in :mod:`optics.mesh.mzi`).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 
 from optics.core.validate import check_nonnegative
 
 ARRANGEMENTS = ("double", "single")
-MAX_MODES = 128  # keeps the 4N + 2 tap ids of one pass below the noise streams' ids (998, 999)
+MAX_MODES = 128  # keeps 4N + 2 tap ids of one pass below the mesh's named tap ids (measurement.Tap, 998+)
 
 
 def coupler(kappa: float) -> np.ndarray:
@@ -109,9 +109,6 @@ class MeshErrors:
     def __post_init__(self) -> None:
         for f in fields(self):
             check_nonnegative(f.name, getattr(self, f.name))
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -67,15 +67,15 @@ chip seed, round, pass, sample and tap); one sample's in-mesh taps are read as o
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 
 from optics.core.backend import Backend, get_backend
+from optics.core.camera import Camera
 from optics.core.detectors import Detectors
-from optics.core.measurement import MeasurementSpec, PassKey, measure_field_, measure_intensity, reference_rotation
+from optics.core.measurement import MeasurementSpec, PassKey, Tap, measure_field_
+from optics.core.taps import Taps
 from optics.core.validate import check_finite, check_nonnegative
-from optics.diffractive.donn import Taps
 from optics.mesh.layout import (
     ARRANGEMENTS,
     MeshErrors,
@@ -87,7 +87,6 @@ from optics.mesh.layout import (
 )
 
 TWO_PI = 2.0 * math.pi
-OUTPUT_TAP, ERROR_OUTPUT_TAP = 999, 998
 
 
 def mode_detectors(n_modes: int, modes, backend: Backend) -> Detectors:
@@ -313,28 +312,30 @@ class SimulatedMesh(_MeshBase):
         hidden = draw_mesh_errors(self.errors, MeshLayout(check_modes(n_modes)), self.seed)
         super().__init__(n_modes, n_classes, arrangement, backend, detector_modes, hidden)
 
-    def _measure_(self, fields, key: PassKey, tap: int, scale=None, rotation=None) -> None:
+    @property
+    def camera(self) -> Camera:
+        """This mesh's coherent receivers: its measurement spec, keyed by its seed."""
+        return Camera(self.measurement, self.seed, self.backend)
+
+    @staticmethod
+    def _measure_(fields, spec: MeasurementSpec, key: PassKey, tap: int, backend, scale=None, rotation=None) -> None:
         """Holographic measurement of (K, B, N) or (B, N) fields in place.
 
         One sample's taps are read as one frame (K, N): one keyed noise stream per
         (pass, sample, ``tap``) and one ADC range over the frame's peak.
         """
         b, n = fields.shape[-2], fields.shape[-1]
-        frame = self.backend.xp.ascontiguousarray(fields.reshape((-1, b, n)).transpose(1, 0, 2))
-        measure_field_(frame, self.measurement, key, tap, self.backend, scale, rotation)
+        frame = backend.xp.ascontiguousarray(fields.reshape((-1, b, n)).transpose(1, 0, 2))
+        measure_field_(frame, spec, key, tap, backend, scale, rotation)
         fields[...] = frame.transpose(1, 0, 2).reshape(fields.shape)
 
     def data_pass(self, inputs, key: PassKey) -> Taps:
         """Measured taps ``u`` at every traversal (L, fB, N), output field and intensity (B, N)."""
-        key, m, be = replace(key, seed=self.seed), self.measurement, self.backend
         arrive, y = self._forward(self._checked("inputs", inputs))
         u = arrive * self._unrolled[:, None, :]
-        intensity = (y * y.conj()).real
-        if not m.noiseless:
-            rotation = reference_rotation(m, key, be)
-            self._measure_(u, key, 0, rotation=rotation)
-            self._measure_(y, key, OUTPUT_TAP, rotation=rotation)
-            intensity = measure_intensity(intensity[:, None, :], m, key, be)[:, 0, :]
+        intensity = (y * y.conj()).real[:, None, :]  # one (1, N) frame per sample
+        measured = [(u, 0), (y, Tap.MESH_OUTPUT)]  # all in-mesh taps as one frame: layer tap 0
+        intensity = self.camera.data_pass_taps(key, measured, intensity, self._measure_)[:, 0, :]
         return Taps(self._fold(u), y, intensity)
 
     def error_pass(self, error, key: PassKey, to_input: bool = False) -> Taps:
@@ -344,23 +345,16 @@ class SimulatedMesh(_MeshBase):
         which equals the exact transpose pass. Single pass: the field arriving at the
         same shifter, which does not (the negative control). ``to_input``: the output ``M e``.
         """
-        key, m, be, xp = replace(key, seed=self.seed), self.measurement, self.backend, self.backend.xp
         e = self._checked("error", error)
         arrive, out = self._forward(e)
         eps = arrive[::-1].copy() if self.arrangement == "double" else arrive
-        if not m.noiseless:  # the optical pass carries unit power per sample
-            scale = xp.maximum(xp.sqrt((e * e.conj()).real.sum(axis=1)), 1e-30).reshape(-1, 1, 1)
-            rotation = reference_rotation(m, key, be)
-            self._measure_(eps, key, 0, scale=scale, rotation=rotation)
-            if to_input:
-                self._measure_(out, key, ERROR_OUTPUT_TAP, scale=scale, rotation=rotation)
+        measured = [(eps, 0)] + ([(out, Tap.MESH_ERROR_OUTPUT)] if to_input else [])
+        self.camera.error_pass_taps(key, e, measured, self._measure_)
         return Taps(self._fold(eps), out if to_input else None)
 
     def infer(self, inputs, key: PassKey):
         _, y = self._forward(self._checked("inputs", inputs))
-        intensity = (y * y.conj()).real
-        key = replace(key, seed=self.seed)
-        return measure_intensity(intensity[:, None, :], self.measurement, key, self.backend)[:, 0, :]
+        return self.camera.detected(key, (y * y.conj()).real[:, None, :])[:, 0, :]
 
     def reveal(self) -> MeshHidden:
         """The hidden errors, for analysis after training (never for training)."""

@@ -43,6 +43,7 @@ the residual is the discriminant ``D = disc(q) = prod_{i<j} (lambda_i - lambda_j
 (``N = 2``: ``tr^2 - 4 det = (lambda_+ - lambda_-)^2``), zero at an exceptional point. The
 chain rule ``dD/dp = (dD/da)(da/dt)(dt/dp)``: the first two are exact derivatives of the
 digital fit, the last is optical (``dt/dp`` at every probe frequency from the two passes).
+The fit and the discriminant are in :mod:`optics.resonators.spectrum`.
 
 **Update.** Gauss-Newton on the complex residual: the min-norm ``dp`` with
 ``[Re; Im](D + (dD/dp) dp) = 0``, scaled by ``lr`` and clipped to ``max_step``; or Adam /
@@ -56,10 +57,12 @@ import math
 import numpy as np
 
 from optics.core.backend import get_backend
-from optics.core.measurement import MeasurementSpec, PassKey, measure_field_, reference_rotation
+from optics.core.camera import Camera
+from optics.core.measurement import MeasurementSpec, PassKey
 from optics.core.optim import OptimizerSpec, init_state
 from optics.core.optim import step as optim_step
 from optics.core.validate import check_choice, check_nonnegative, check_positive
+from optics.resonators.spectrum import brief, check_freqs, discriminant, eigenvalues_from_fit, fit_spectrum, splitting
 
 METHODS = ("gauss_newton", "adam", "sgd")
 # Level-1 hidden fabrication scatter, in gamma0 (illustrative for trimmed microrings:
@@ -88,7 +91,7 @@ class ResonatorChain:
     ):
         g = np.asarray(gain, dtype=np.float64)
         if g.ndim != 1 or g.size < 2 or not np.isfinite(g).all():
-            raise ValueError(f"gain must be >= 2 finite rates (one per resonator), got {_brief(gain)}")
+            raise ValueError(f"gain must be >= 2 finite rates (one per resonator), got {brief(gain)}")
         self.kappa_in = check_positive("kappa_in", kappa_in)
         self.kappa_out = check_positive("kappa_out", kappa_out)
         self.level = check_nonnegative("level", level)
@@ -113,7 +116,7 @@ class ResonatorChain:
         if p.shape != (self.n_params,) or not np.isfinite(p).all():
             raise ValueError(
                 f"params must be {self.n_params} finite numbers (w_1..w_{self.n}, "
-                f"k_1..k_{self.n - 1}), got {_brief(params)}"
+                f"k_1..k_{self.n - 1}), got {brief(params)}"
             )
         return p
 
@@ -136,7 +139,7 @@ class ResonatorChain:
     def fields(self, params, freqs, port: str) -> np.ndarray:
         """Noise-free resonator fields (K, N) for unit input at ``port`` ('in' or 'out')."""
         check_choice("port", port, ("in", "out"))
-        w = _check_freqs(freqs, 1)
+        w = check_freqs(freqs, 1)
         be, h = self.backend, self.true_hamiltonian(params)
         m = be.asarray(w[:, None, None] * np.eye(self.n) - h, be.complex_dtype)
         j, kap = (0, self.kappa_in) if port == "in" else (self.n - 1, self.kappa_out)
@@ -152,7 +155,7 @@ class ResonatorChain:
 
     def true_transmission_gradient(self, params, freqs) -> np.ndarray:
         """Exact ``dt/dp`` (K, P) complex128: ``i sqrt(kin kout) (b_out^T G) (dH/dp) (G b_in)``."""
-        w, h = _check_freqs(freqs, 1), self.true_hamiltonian(params)
+        w, h = check_freqs(freqs, 1), self.true_hamiltonian(params)
         m = w[:, None, None] * np.eye(self.n) - h
         col = np.linalg.solve(m, np.eye(self.n)[None, :, :1].repeat(w.size, 0))[..., 0]
         row = np.linalg.solve(np.swapaxes(m, 1, 2), np.eye(self.n)[None, :, -1:].repeat(w.size, 0))[..., 0]
@@ -175,7 +178,7 @@ class ResonatorChain:
         out = math.sqrt(kappa) * a[:, j][:, None]  # the light leaving the other port
         frame = be.xp.concatenate([a, out], axis=1)[:, None, :].copy()
         key = PassKey(int(round_index), pass_name, tuple(range(frame.shape[0])), self.seed)
-        measure_field_(frame, self.measurement, key, 0, be, rotation=reference_rotation(self.measurement, key, be))
+        Camera(self.measurement, self.seed, be).fields_(key, [(frame, 0)])  # one frame: layer tap 0
         return frame[:, 0, :]
 
     def describe(self) -> dict:
@@ -215,100 +218,6 @@ def ffm_transmission_gradient(u, v) -> np.ndarray:
     return -1j * np.einsum("kn,pnm,km->kp", v, knob_derivatives(u.shape[1]), u)
 
 
-def fit_spectrum(freqs, t, order: int, dt=None):
-    """Fit ``t(w) = c / q(w)``, ``q`` monic of degree ``order``; returns ``(a, c, da)``.
-
-    ``a`` (order,) ascending coefficients ``a_0..a_{N-1}``; ``da`` (P, order) is the exact
-    derivative of the fit along each column of ``dt`` (K, P), or None."""
-    w = _check_freqs(freqs, order + 1)
-    t = np.asarray(t, np.complex128)
-    if t.shape != w.shape or not np.isfinite(t).all():
-        raise ValueError(f"t must be {w.size} finite complex values (one per probe), got shape {t.shape}")
-    powers = w[:, None] ** np.arange(order + 1)  # (K, N + 1)
-    wt = np.abs(t)
-
-    def system(tt, ww):
-        a_mat = np.concatenate([(ww * tt)[:, None] * powers[:, :-1], -ww[:, None]], axis=1)
-        return a_mat, -ww * tt * powers[:, -1]
-
-    a_mat, y = system(t, wt)
-    x = np.linalg.lstsq(a_mat, y, rcond=None)[0]
-    if dt is None:
-        return x[:-1], x[-1], None
-    dt = np.asarray(dt, np.complex128)
-    dw = (t.conj()[:, None] * dt).real / wt[:, None]
-    resid, gram = y - a_mat @ x, a_mat.conj().T @ a_mat
-    da = np.empty((dt.shape[1], order + 1), np.complex128)
-    for i in range(dt.shape[1]):  # directional derivative of the least-squares solution
-        d_a = np.concatenate([(dw[:, i] * t + wt * dt[:, i])[:, None] * powers[:, :-1], -dw[:, i : i + 1]], 1)
-        d_y = -(dw[:, i] * t + wt * dt[:, i]) * powers[:, -1]
-        da[i] = np.linalg.solve(gram, d_a.conj().T @ resid + a_mat.conj().T @ (d_y - d_a @ x))
-    return x[:-1], x[-1], da[:, :-1]
-
-
-def discriminant(a, da=None):
-    """``D = disc(q)`` of monic ``q`` (ascending ``a``) and ``dD = (dD/da) da`` (P,) or None.
-
-    ``D = (-1)^{N(N-1)/2} det S`` with ``S`` the Sylvester matrix of ``q`` and ``q'``;
-    ``dD`` via ``d det S = tr(adj(S) dS)``, the adjugate from the SVD (exact at ``D = 0``)."""
-    a = np.asarray(a, np.complex128)
-    n, sign = a.size, (-1) ** (a.size * (a.size - 1) // 2)
-    s = _sylvester(np.concatenate([[1.0], a[::-1]]))
-    uu, sv, vh = np.linalg.svd(s)
-    phase = np.linalg.det(uu) * np.linalg.det(vh)
-    d = sign * phase * np.prod(sv)
-    if da is None:
-        return d, None
-    cof = np.array([np.prod(np.delete(sv, i)) for i in range(sv.size)])
-    adj = phase * (vh.conj().T * cof) @ uu.conj().T
-    grads = np.array([np.trace(adj @ _sylvester(np.eye(n + 1)[n - m])) for m in range(n)])
-    return d, sign * np.asarray(da, np.complex128) @ grads
-
-
-def _sylvester(c):
-    """Sylvester matrix (2n - 1, 2n - 1) of ``q`` (descending coefficients ``c``) and ``q'``.
-
-    Linear in ``c``, so ``dS/da_m`` is the matrix built from the unit coefficient vector."""
-    n = c.size - 1
-    dc = c[:-1] * np.arange(n, 0, -1)
-    s = np.zeros((2 * n - 1, 2 * n - 1), np.complex128)
-    for r in range(n - 1):
-        s[r, r : r + n + 1] = c
-    for r in range(n):
-        s[n - 1 + r, r : r + n] = dc
-    return s
-
-
-def eigenvalues_from_fit(a) -> np.ndarray:
-    """Roots of ``q`` (the poles of ``t``), sorted by real part."""
-    roots = np.roots(np.concatenate([[1.0], np.asarray(a)[::-1]]))
-    return roots[np.argsort(roots.real)]
-
-
-def splitting(eigs) -> float:
-    """Smallest pairwise distance ``|lambda_i - lambda_j|`` (gamma0)."""
-    e = np.asarray(eigs)
-    return float(np.min(np.abs(e[:, None] - e[None, :])[np.triu_indices(e.size, 1)]))
-
-
-def _check_freqs(freqs, minimum: int) -> np.ndarray:
-    w = np.asarray(freqs, dtype=np.float64)
-    if w.ndim != 1 or w.size < minimum or not np.isfinite(w).all() or np.unique(w).size != w.size:
-        raise ValueError(
-            f"probe_frequencies must be >= {minimum} distinct finite numbers (gamma0), got {_brief(freqs)}"
-        )
-    return w
-
-
-def _brief(x) -> str:
-    """One-line description of a bad array argument."""
-    try:
-        a = np.asarray(x, dtype=object).ravel()
-    except Exception:  # noqa: BLE001  (anything unconvertible: show its type)
-        return type(x).__name__
-    return f"{a[:6].tolist()}{' ...' if a.size > 6 else ''} ({a.size} values)"
-
-
 def knob_names(n: int) -> tuple[str, ...]:
     """``('w1', .., 'wN', 'k1', .., 'k{N-1}')``: detuning then coupling knobs."""
     return tuple(f"w{j + 1}" for j in range(n)) + tuple(f"k{j + 1}" for j in range(n - 1))
@@ -344,12 +253,8 @@ def drive_to_exceptional_point(
     simulator's oracle (hidden ``H``), for evaluation only; the optimiser never reads them.
     """
     p = system.check_params(start)
-    freqs = default_probes() if probe_frequencies is None else _check_freqs(probe_frequencies, 2 * system.n + 1)
-    if not isinstance(steps, (int, np.integer)) or steps < 0:
-        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
-    check_positive("lr", lr)
-    check_positive("max_step", max_step)
-    check_choice("method", method, METHODS)
+    freqs = default_probes() if probe_frequencies is None else check_freqs(probe_frequencies, 2 * system.n + 1)
+    _check_drive(steps, lr, max_step, method)
     mask = _tunable_mask(system.n, tunable)
     opt = None if method == "gauss_newton" else OptimizerSpec(kind=method, lr=lr)
     state = None if opt is None else init_state(opt, {"p": p})
@@ -407,6 +312,15 @@ def _update(p, d, dd, method, lr, max_step, opt, state):
         return p + dp * min(1.0, max_step / norm) if norm > 0 else p, state
     new, state = optim_step(opt, {"p": p}, {"p": 2.0 * (np.conj(d) * dd).real}, state)
     return new["p"], state
+
+
+def _check_drive(steps, lr: float, max_step: float, method: str) -> None:
+    """One-line ``ValueError`` for a bad loop argument of :func:`drive_to_exceptional_point`."""
+    if not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    check_positive("lr", lr)
+    check_positive("max_step", max_step)
+    check_choice("method", method, METHODS)
 
 
 def _tunable_mask(n: int, tunable) -> np.ndarray:

@@ -28,7 +28,7 @@ error pass gives ``M e != M^T e`` and the gradient is wrong (the negative contro
 
 With the loss on a few target pixels, ``e`` is a phase-conjugated point source at each
 target, so the error pass is the physical "guide star" of wavefront shaping. Gradient
-with respect to segment ``j`` (radians^-1)::
+with respect to segment ``j`` (radians^-1; :func:`optics.scattering.focus.focus_gradient`)::
 
     dL/dphi_j = -2 Im( sum_{p in segment j} u_p eps_p )
 
@@ -50,20 +50,19 @@ keyed by (seed, round, pass, sample, tap).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
-from optics.core.backend import Backend, array_namespace, get_backend
-from optics.core.ffm import error_field, phase_gradient
-from optics.core.measurement import MeasurementSpec, PassKey, measure_field_, measure_intensity, reference_rotation
+from optics.core.backend import Backend, get_backend
+from optics.core.camera import Camera
+from optics.core.measurement import MeasurementSpec, PassKey, Tap
 from optics.core.propagation import Propagator, make_propagator, propagate, propagate_transpose, reflect_frequencies
+from optics.core.screens import correlated_screen
+from optics.core.taps import Taps
 from optics.core.validate import check_choice, check_finite, check_positive
-from optics.diffractive.donn import Taps
-from optics.diffractive.imperfections import correlated_screen
 
 GEOMETRIES = ("reflection", "transmission")
-FOCUS_LOSSES = ("intensity", "log_intensity", "fraction", "log_fraction")
 AIRY_FWHM = 0.5145  # intensity FWHM of an Airy spot in units of lambda / NA
 
 
@@ -232,26 +231,22 @@ class ScatteringMedium:
         y = self.apply(u)
         return Taps(u[None], y, (y * y.conj()).real)
 
+    @property
+    def camera(self) -> Camera:
+        """This set-up's holographic camera: its measurement spec, keyed by the medium's seed."""
+        return Camera(self.measurement, self.seed, self.backend)
+
     def data_pass(self, phases, key: PassKey) -> Taps:
         """Measured data pass: ``u`` and ``y`` holographically, ``|y|^2`` on the camera."""
-        key = replace(key, seed=self.seed)
-        taps, m, be = self.true_data_pass(phases), self.measurement, self.backend
-        if m.noiseless:
-            return taps
-        rotation = reference_rotation(m, key, be)
-        measure_field_(taps.fields[0], m, key, 0, be, rotation=rotation)
-        measure_field_(taps.output, m, key, 99, be, rotation=rotation)
-        return Taps(taps.fields, taps.output, measure_intensity(taps.intensity, m, key, be))
+        taps = self.true_data_pass(phases)
+        measured = [(taps.fields[0], 0), (taps.output, Tap.DETECTOR)]  # the SLM plane is layer tap 0
+        return Taps(taps.fields, taps.output, self.camera.data_pass_taps(key, measured, taps.intensity))
 
     def error_pass(self, error, key: PassKey) -> Taps:
         """Forward-only error pass: ``e`` sent into plane A through the same optics, ``eps = M e`` measured."""
-        key = replace(key, seed=self.seed)
         e = self._checked_error(error)
-        m, be, xp = self.measurement, self.backend, self.backend.xp
         eps = self.apply(e)[None]
-        if not m.noiseless:  # the optical pass carries unit power; noise scales with ||e||
-            scale = xp.maximum(xp.sqrt((e * e.conj()).real.sum(axis=(1, 2))).reshape(-1, 1, 1), 1e-30)
-            measure_field_(eps[0], m, key, 0, be, scale=scale, rotation=reference_rotation(m, key, be))
+        self.camera.error_pass_taps(key, e, [(eps[0], 0)])  # unit power sent; noise scales with ||e||
         return Taps(eps)
 
     def true_error_pass(self, error) -> Taps:
@@ -260,8 +255,7 @@ class ScatteringMedium:
 
     def frames(self, phases, key: PassKey):
         """Camera intensity frames (B, n, n) for intensity-only (model-free) optimisers; one pass each."""
-        taps = self.true_data_pass(phases)
-        return measure_intensity(taps.intensity, self.measurement, replace(key, seed=self.seed), self.backend)
+        return self.camera.detected(key, self.true_data_pass(phases).intensity)
 
     def _checked_error(self, error):
         n = self.spec.n
@@ -284,7 +278,6 @@ class ScatteringMedium:
         }
 
 
-# -- focusing objective and its FFM gradient -------------------------------------------------
 def check_targets(targets, n: int) -> np.ndarray:
     """Target pixels as an int array (K, 2) of (row, col), or a one-line ``ValueError``."""
     t = np.asarray(targets)
@@ -298,161 +291,3 @@ def check_targets(targets, n: int) -> np.ndarray:
     if len({tuple(x) for x in t}) != len(t):
         raise ValueError(f"targets must be distinct pixels, got {t.tolist()}")
     return t
-
-
-def focus_loss(intensity, targets: np.ndarray, kind: str = "log_intensity"):
-    """Loss of camera frames ``I`` (B, n, n) and ``dL/dI`` (B, n, n); mean over the batch.
-
-    With the K target pixels ``I_k`` (fraction of the input power per pixel) and
-    ``r_k = I_k`` ('intensity', 'log_intensity') or ``r_k = I_k / sum_p I_p`` ('fraction',
-    'log_fraction', blind to the total): ``L = -(1/K) sum_k r_k`` or ``-(1/K) sum_k log r_k``
-    (the log balances several spots). Maximising a fraction also dims the background.
-    """
-    check_choice("loss", kind, FOCUS_LOSSES)
-    xp = array_namespace(intensity)
-    b, k, rows, cols = intensity.shape[0], len(targets), targets[:, 0], targets[:, 1]
-    total = intensity.sum(axis=(1, 2)) if kind.endswith("fraction") else xp.ones(b, intensity.dtype)
-    spots = intensity[:, rows, cols]
-    d = xp.zeros_like(intensity)
-    if kind.startswith("log"):  # L = log S - mean_k log I_k (a noisy zero count is floored)
-        spots = xp.maximum(spots, 1e-12 * intensity.sum(axis=(1, 2))[:, None] / intensity[0].size)
-        loss = (xp.log(total) - xp.log(spots).mean(axis=1)).mean()
-        d_spots, d_total = -1.0 / (k * spots), 1.0 / total
-    else:  # L = -mean_k I_k / S
-        r = spots.mean(axis=1) / total
-        loss = -r.mean()
-        d_spots, d_total = -1.0 / (k * total[:, None]), r / total
-    if kind.endswith("fraction"):
-        d += d_total.reshape(-1, 1, 1)
-    d[:, rows, cols] += d_spots
-    return float(loss), d / b
-
-
-def focus_gradient(
-    medium: ScatteringMedium, phases, targets, loss: str = "log_intensity", step: int = 0, exact: bool = False
-) -> tuple[float, np.ndarray, object]:
-    """FFM gradient of the focusing loss w.r.t. the segment phases (S, S), radians^-1.
-
-    Data pass, ``e = (dL/dI) conj(y)``, forward-only error pass, ``-2 Im(U^T (u eps))``,
-    all from measured fields (noise keyed by ``step``). ``exact=True``: the simulator's
-    oracle, noise-free with the exact transpose ``M^T``. Returns (loss, gradient float64
-    NumPy, measured camera frame (n, n) on the backend).
-    """
-    targets = check_targets(targets, medium.spec.n)
-    phases = np.asarray(phases, dtype=np.float64)[None]
-    be = medium.backend
-    if exact:
-        taps = medium.true_data_pass(phases)
-    else:
-        taps = medium.data_pass(phases, PassKey(step, "data", (0,)))
-    value, d_int = focus_loss(taps.intensity, targets, loss)
-    e = error_field(d_int.astype(be.real_dtype, copy=False), taps.output)
-    eps = medium.true_error_pass(e) if exact else medium.error_pass(e, PassKey(step, "error", (0,)))
-    g = segment_sum(phase_gradient(taps.fields, eps.fields)[0], medium.spec.segment_px)
-    return value, be.to_numpy(g).astype(np.float64), taps.intensity[0]
-
-
-# -- metrics ----------------------------------------------------------------------------------
-def enhancement(frame: np.ndarray, targets: np.ndarray, exclusion_px: float, reference=None) -> float:
-    """Vellekoop-Mosk enhancement ``eta = <I_target> / <I_background>``.
-
-    Background: the mean of the camera pixels farther than ``exclusion_px`` from every
-    target, in ``reference`` (the frame before optimisation, an estimate of the ensemble
-    mean ``<I_0>`` of Vellekoop and Mosk 2007), or in ``frame`` itself when None (peak to
-    background: an optimiser that also dims the total reflection raises it above ``eta``).
-    """
-    yy, xx = np.indices(frame.shape)
-    dist = np.min([np.hypot(yy - r, xx - c) for r, c in targets], axis=0)
-    ref = frame if reference is None else reference
-    return float(frame[targets[:, 0], targets[:, 1]].mean() / ref[dist > exclusion_px].mean())
-
-
-def spot_fwhm_px(frame: np.ndarray, target, upsample_by: int = 16) -> float:
-    """Intensity FWHM (pixels) of the spot at ``target``: mean of the row and column cuts.
-
-    The camera intensity is band-limited to ``2 NA / lambda`` (below the grid's Nyquist
-    ``1 / (2 dx)``) and periodic on the cell, so Fourier resampling of a cut is exact.
-    """
-    from scipy.signal import resample
-
-    widths = []
-    for cut, c in ((frame[target[0], :], target[1]), (frame[:, target[1]], target[0])):
-        fine = np.roll(resample(cut, cut.size * upsample_by), -c * upsample_by + cut.size * upsample_by // 2)
-        mid = fine.size // 2
-        half = fine[mid] / 2.0
-        right = mid + int(np.argmax(fine[mid:] < half))
-        left = mid - int(np.argmax(fine[mid::-1] < half))
-        r_x = right - 1 + (fine[right - 1] - half) / (fine[right - 1] - fine[right])
-        l_x = left + 1 - (fine[left + 1] - half) / (fine[left + 1] - fine[left])
-        widths.append((r_x - l_x) / upsample_by)
-    return float(np.mean(widths))
-
-
-def diffraction_limited_pattern(medium: ScatteringMedium, targets: np.ndarray) -> np.ndarray:
-    """Ideal camera image: an Airy spot ``|K delta_k|^2`` of peak 1 at every target (n, n)."""
-    n = medium.spec.n
-    delta = np.zeros((len(targets), n, n), dtype=np.complex128)
-    delta[np.arange(len(targets)), targets[:, 0], targets[:, 1]] = 1.0
-    psf = medium.backend.to_numpy(propagate(medium.backend.asarray(delta, medium.backend.complex_dtype), medium._pupil))
-    spots = np.abs(psf) ** 2
-    return (spots / spots.max(axis=(1, 2), keepdims=True)).sum(axis=0)
-
-
-def camera_frame(medium: ScatteringMedium, phases) -> np.ndarray:
-    """Noise-free camera image (n, n) float64 for segment phases (S, S) (simulator diagnostic)."""
-    return medium.backend.to_numpy(medium.true_data_pass(phases).intensity[0]).astype(np.float64)
-
-
-def reference_frame(medium: ScatteringMedium, patterns: int = 8, seed: int = 0) -> np.ndarray:
-    """Mean noise-free frame over ``patterns`` random SLM phase patterns: the ensemble mean
-    ``<I_0>`` against which Vellekoop and Mosk define the enhancement (diagnostic)."""
-    rng = np.random.default_rng([int(seed), 0xEF])
-    phases = rng.uniform(0, 2 * np.pi, (patterns, medium.spec.segments, medium.spec.segments))
-    return medium.backend.to_numpy(medium.true_data_pass(phases).intensity.mean(axis=0)).astype(np.float64)
-
-
-def focus_metrics(medium: ScatteringMedium, phases, targets, reference=None) -> dict[str, float]:
-    """Noise-free evaluation of ``phases`` (simulator diagnostic, not an optical pass).
-
-    ``enhancement`` (against ``reference``, default :func:`reference_frame`; see
-    :func:`enhancement`), ``peak_to_background`` (same frame), ``psnr_db`` of the frame (scaled
-    to unit mean target intensity) against :func:`diffraction_limited_pattern`, ``fwhm_m`` (mean over targets) next to
-    ``airy_fwhm_m`` = 0.5145 lambda / NA and ``grain_m`` = lambda / (2 NA).
-    """
-    s, targets = medium.spec, check_targets(targets, medium.spec.n)
-    frame, excl = camera_frame(medium, phases), exclusion_px(s)
-    ideal = diffraction_limited_pattern(medium, targets)
-    scaled = frame / frame[targets[:, 0], targets[:, 1]].mean()
-    fwhm = np.mean([spot_fwhm_px(frame, t) for t in targets]) * s.pitch
-    ref = reference_frame(medium) if reference is None else reference
-    return {
-        "enhancement": enhancement(frame, targets, excl, ref),
-        "peak_to_background": enhancement(frame, targets, excl),
-        "psnr_db": float(10 * np.log10(1.0 / np.mean((scaled - ideal) ** 2))),
-        "fwhm_m": float(fwhm),
-        "airy_fwhm_m": s.airy_fwhm,
-        "grain_m": s.grain,
-    }
-
-
-def exclusion_px(spec: MediumSpec) -> float:
-    """Radius around a target left out of the background: 3 Airy FWHM, in pixels."""
-    return 3 * spec.airy_fwhm / spec.pitch
-
-
-def phase_conjugation(medium: ScatteringMedium, target) -> tuple[np.ndarray, float]:
-    """Oracle optimum for one target: phases ``-arg T_kj`` and ``(sum_j |T_kj|)^2 / sum_j |T_kj|^2``.
-
-    ``T_kj = (U^T (a M^T delta_k))_j`` is the transmission-matrix row from segment j to
-    target pixel k (one transpose pass; reads the hidden medium). The ratio is the
-    enhancement of perfect phase-only focusing over the mean target intensity for random
-    SLM phases; for i.i.d. circular Gaussian ``T_kj`` its mean is ``pi/4 (N - 1) + 1``.
-    """
-    r, c = check_targets(target, medium.spec.n)[0]
-    delta = medium.backend.xp.zeros((1, medium.spec.n, medium.spec.n), dtype=medium.backend.complex_dtype)
-    delta[0, r, c] = 1.0
-    row = medium.backend.to_numpy(
-        segment_sum(medium.apply(delta, transpose=True)[0] * medium.illumination, medium.spec.segment_px)
-    ).astype(np.complex128)
-    a = np.abs(row)
-    return np.mod(-np.angle(row), 2 * np.pi), float(a.sum() ** 2 / (a**2).sum())

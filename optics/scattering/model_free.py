@@ -8,7 +8,7 @@ by the simulator after each update (a diagnostic; it costs no passes). Each runn
 a :class:`optics.scattering.medium.ScatteringMedium` and plain arguments and returns a dict of
 NumPy arrays: ``passes``, ``enhancement`` (Vellekoop-Mosk, against the mean of random-phase
 frames, ``reference``), ``phases`` (S, S), ``frame_before``/``frame_after`` (n, n), ``final``
-(:func:`optics.scattering.medium.focus_metrics`), and ``loss`` (FFM) or nothing more.
+(:func:`optics.scattering.focus.focus_metrics`), and ``loss`` (FFM) or nothing more.
 
 - :func:`focus_ffm`: Adam on the FFM gradient ``-2 Im(U^T (u eps))``.
 - :func:`focus_sequential`: the continuous sequential algorithm (Vellekoop and Mosk, Opt.
@@ -28,16 +28,15 @@ import numpy as np
 from optics.core.measurement import PassKey
 from optics.core.optim import OptimizerSpec, init_state
 from optics.core.optim import step as adam_step
-from optics.scattering.medium import (
-    ScatteringMedium,
+from optics.scattering.focus import (
     camera_frame,
-    check_targets,
     enhancement,
     exclusion_px,
     focus_gradient,
     focus_metrics,
     reference_frame,
 )
+from optics.scattering.medium import ScatteringMedium, check_targets
 
 
 def focus_ffm(

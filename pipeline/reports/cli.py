@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = scaling_rows(runs)
     files = write_scaling(rows, args.out)
     run_id = log_report(args.uri, args.experiment, "scaling-report", files)
-    print(open(files[1]).read())
+    with open(files[1]) as f:
+        print(f.read())
     print(f"wrote {', '.join(files)}; logged to MLflow run {run_id}")
     return 0
 
@@ -172,15 +173,16 @@ def _sweep(args) -> int:
     except ValueError as exc:
         print(f"ffm-report: error: {exc}", file=sys.stderr)
         return 2
-    print(open(files[1]).read())
+    with open(files[1]) as f:
+        print(f.read())
     print(f"wrote {', '.join(files)}; logged to the parent run {args.run_id}")
     return 0
 
 
 def _replay(argv: list[str]) -> int:
     """``ffm-report replay <spool> [--uri URI] [--timeout S]``: drain a leftover spool, in order, once."""
-    from pipeline.tracking.spool import SpoolBacklog, SpoolBusy, read_meta, replay
-    from pipeline.tracking.tracker import TrackingUnavailable, probe
+    from pipeline.tracking.spool import SpoolBacklog, SpoolBusy, read_meta
+    from pipeline.tracking.tracker import TrackingUnavailable, probe, replay_spool
 
     p = argparse.ArgumentParser(prog="ffm-report replay", description=_replay.__doc__)
     p.add_argument("spool", help="the run's tracking spool folder (<output_dir>/tracking-spool)")
@@ -190,7 +192,7 @@ def _replay(argv: list[str]) -> int:
     try:
         uri = args.uri or read_meta(args.spool).get("uri") or default_uri()
         probe(uri)
-        sent = replay(args.spool, uri, args.timeout)
+        sent = replay_spool(args.spool, uri, args.timeout)
     except (FileNotFoundError, ValueError, SpoolBusy, TrackingUnavailable) as exc:
         print(f"ffm-report: error: {exc}", file=sys.stderr)
         return 2

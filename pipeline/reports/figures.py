@@ -8,17 +8,29 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from pipeline.chips import PhaseLayout
 
-def phase_masks(phases: np.ndarray, title: str):
-    """One panel per layer: commanded phase modulo 2 pi (an MZI mesh's (layers, modes): one panel)."""
-    if phases.ndim == 2:
-        fig, ax = plt.subplots(figsize=(max(4.0, 0.25 * phases.shape[0]), 3.2))
-        im = ax.imshow(np.mod(phases, 2 * np.pi).T, cmap="twilight", vmin=0, vmax=2 * np.pi, aspect="auto")
-        ax.set_xlabel("shifter column (data pass order)")
-        ax.set_ylabel("mode")
-        fig.colorbar(im, ax=ax, label="phase (rad)")
-        fig.suptitle(title)
-        return fig
+
+def phase_masks(phases: np.ndarray, title: str, layout: PhaseLayout):
+    """Commanded phase modulo 2 pi, drawn as the chip system lays its phases out (``plan.layout``):
+    one panel per layer (planes), or one (columns, modes) panel (an MZI mesh)."""
+    layout = PhaseLayout(layout)
+    return _phase_columns(phases, title) if layout == PhaseLayout.COLUMNS else _phase_planes(phases, title)
+
+
+def _phase_columns(phases: np.ndarray, title: str):
+    """One panel: shifter columns along x, modes along y."""
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.25 * phases.shape[0]), 3.2))
+    im = ax.imshow(np.mod(phases, 2 * np.pi).T, cmap="twilight", vmin=0, vmax=2 * np.pi, aspect="auto")
+    ax.set_xlabel("shifter column (data pass order)")
+    ax.set_ylabel("mode")
+    fig.colorbar(im, ax=ax, label="phase (rad)")
+    fig.suptitle(title)
+    return fig
+
+
+def _phase_planes(phases: np.ndarray, title: str):
+    """One panel per modulation plane."""
     n_layers = phases.shape[0]
     fig, axes = plt.subplots(1, n_layers, figsize=(2.6 * n_layers, 2.8), squeeze=False)
     for layer, ax in enumerate(axes[0]):

@@ -6,6 +6,9 @@ operation and operations per joule (:mod:`optics.core.energy` convention: ops = 
 sample, light only), and for FFM the projected wall time of the same training on
 hardware (Taichi-II clocks: 42 fps, 17 ms SLM refresh) next to the simulated job's wall time
 (the whole job, setup included, on the machine that ran it).
+
+The chip's quantities (detector pixels, wavelength, grid, layers, quantum efficiency) are the
+ones each job logged from its plan (:func:`pipeline.reports.run_report.plan_params`).
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from optics.core import energy
-from pipeline.reports.sweep_report import AXIS, parse_key
-from pipeline.run.build import GEOMETRIES
+from pipeline.reports.run_report import DETECTOR_PIXELS, GRID_N, N_LAYERS, QUANTUM_EFFICIENCY, WAVELENGTH
+from pipeline.sweeps.keys import parse_key
+
+AXIS = "chip.measurement.photons_per_sample"  # photon sweeps get light-level columns
 
 
 def add_photon_columns(rows: list[dict], runs: list[dict]) -> list[dict]:
@@ -50,30 +55,29 @@ def _detected_fraction(runs: list[dict], brightest: list[dict]) -> float:
 
 def _columns(trainer: str, photons: float, runs: list[dict], brightest: list[dict]) -> dict:
     p = runs[0]["params"]
-    g = _geometry(p)
+    n, n_layers = int(_logged(runs[0], GRID_N)), int(_logged(runs[0], N_LAYERS))
     frac = _detected_fraction(runs, brightest)
-    qe = float(p.get("chip.measurement.quantum_efficiency", 0.64))
     out = {
         "photoelectrons_per_detector_px": energy.photons_per_detector_pixel(
-            photons, float(frac), g.n_classes * g.detector_px**2, qe
+            photons, float(frac), _logged(runs[0], DETECTOR_PIXELS), _logged(runs[0], QUANTUM_EFFICIENCY)
         ),
-        "optical_J_per_op": energy.energy_per_op(photons, g.wavelength, g.n, g.n_layers),
+        "optical_J_per_op": energy.energy_per_op(photons, _logged(runs[0], WAVELENGTH), n, n_layers),
     }
     out["ops_per_J"] = 1.0 / out["optical_J_per_op"]
     if trainer == "ffm":
         rounds = np.mean([r["counts"]["loss"] for r in runs])
         batch = int(p["trainer.batch_size"])
-        out["hardware_training_s"] = energy.HardwareClock().training_seconds(
-            int(rounds * batch), int(rounds), g.n_layers
-        )
+        out["hardware_training_s"] = energy.HardwareClock().training_seconds(int(rounds * batch), int(rounds), n_layers)
         out["simulation_job_s"] = float(np.mean([r["duration_s"] for r in runs]))
     return out
 
 
-def _geometry(params: dict):
-    overrides = {
-        k: int(params[f"chip.{k}"]) for k in ("n", "n_layers", "pad") if params.get(f"chip.{k}") not in (None, "None")
-    }
-    if params.get("chip.distance") not in (None, "None"):
-        overrides["distance"] = float(params["chip.distance"])
-    return GEOMETRIES[params["chip.geometry"]](n_classes=10, **overrides)
+def _logged(run: dict, key: str) -> float:
+    """A quantity the job logged from its plan; a run from before jobs logged it is named with the fix."""
+    try:
+        return float(run["params"][key])
+    except KeyError:
+        raise ValueError(
+            f"run {run.get('run_id', '?')} did not log {key} (a job from before runs logged their plan); "
+            "rerun the sweep with this version to report its light-level columns"
+        ) from None

@@ -1,9 +1,42 @@
-"""End-of-run artifacts and the terminal summary (through the tracker only)."""
+"""What a training run logs for the reports: the plan's physical quantities (MLflow params
+``plan.*``), the end-of-run artifacts and the terminal summary (through the tracker only)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+
+from pipeline.chips import system_of
+
+# MLflow params each training job logs from its plan (:func:`plan_params`); reports read these
+# instead of rebuilding a chip from config strings
+DETECTOR_PIXELS = "plan.detector_pixels"  # detector pixels of one chip (all its detectors)
+WAVELENGTH = "plan.geometry.wavelength"  # metres
+GRID_N = "plan.geometry.n"  # pixels per side of the chip's planes
+N_LAYERS = "plan.geometry.n_layers"
+N_CLASSES = "plan.geometry.n_classes"
+QUANTUM_EFFICIENCY = "plan.measurement.quantum_efficiency"
+
+
+def plan_params(plan) -> dict[str, str]:
+    """The plan's physical quantities as MLflow params: every field of the chip geometry (and its
+    layer count), the detector pixels of a chip (the mean over chips when they differ, as with
+    topology=width), every field of the chips' measurement spec, and the number of chips."""
+    g = plan.geometry
+    out = {f"plan.geometry.{k}": v for k, v in _fields(g).items()} | {N_LAYERS: g.n_layers}
+    pixels = [p for c in plan.chips if (p := system_of(c).detector_pixels(c.geometry)) is not None]
+    if pixels:
+        out[DETECTOR_PIXELS] = pixels[0] if len(set(pixels)) == 1 else sum(pixels) / len(pixels)
+    out |= {f"plan.measurement.{k}": v for k, v in _fields(plan.chips[0].measurement).items()}
+    out["plan.chips"] = len(plan.chips)
+    return {k: str(v) for k, v in out.items()}
+
+
+def _fields(spec) -> dict:
+    """A typed spec's fields (None ones left out: MLflow shows them as 'None' strings otherwise)."""
+    if not dataclasses.is_dataclass(spec):
+        return {}
+    return {f.name: v for f in dataclasses.fields(spec) if (v := getattr(spec, f.name)) is not None}
 
 
 def log_final_artifacts(sess, state, test: dict, figures) -> None:
@@ -19,7 +52,9 @@ def log_final_artifacts(sess, state, test: dict, figures) -> None:
     if not cfg.tracking.log_images:
         return
     for g, p in state.best_params.items():
-        tr.log_figure(figures.phase_masks(p["phase"], f"phase masks ({g})"), f"figures/phase_masks_{g}.png")
+        tr.log_figure(
+            figures.phase_masks(p["phase"], f"phase masks ({g})", sess.plan.layout), f"figures/phase_masks_{g}.png"
+        )
     tr.log_figure(figures.learning_curves(sess.history, cfg.trainer.kind), "figures/learning_curves.png")
     regions = sess.topo.detector_regions(state.alive)
     for name, r in test.items():

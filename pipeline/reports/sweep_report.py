@@ -15,19 +15,11 @@ import os
 
 import numpy as np
 
-from pipeline.sweeps.grid import HARDWARE_AXES
+from pipeline.reports.photon_report import AXIS, add_photon_columns
+from pipeline.sweeps.keys import parse_key, twin_point
 from pipeline.tracking.tracker import log_run_files, read_runs
 
-AXIS = "chip.measurement.photons_per_sample"  # photon sweeps get light-level columns
-
 TRAINERS = ("ideal", "insilico", "ffm")
-
-
-def parse_key(key: str) -> tuple[str, tuple, int]:
-    """``"ffm/chip.level=1.0/seed=2"`` -> ("ffm", (("chip.level", "1.0"),), 2)."""
-    trainer, *parts = key.split("/")
-    point = tuple(tuple(p.split("=", 1)) for p in parts[:-1])
-    return trainer, point, int(parts[-1].split("=", 1)[1])
 
 
 def job_accuracy(run: dict) -> float:
@@ -53,7 +45,7 @@ def sweep_rows(runs: list[dict]) -> list[dict]:
             ideal.setdefault(p, {})[seed] = acc
     rows = []
     for point in points:
-        ideal_acc = ideal.get(tuple((k, v) for k, v in point if not k.startswith(HARDWARE_AXES)), {})
+        ideal_acc = ideal.get(twin_point(point), {})
         for trainer in TRAINERS:
             sel = (
                 [(s, a, None) for s, a in ideal_acc.items()]
@@ -182,9 +174,7 @@ def report_sweep(uri: str, parent_run_id: str, out_dir: str) -> list[str]:
     runs = read_runs(uri, "", ["grad_fidelity_cosine", "loss"], skip_rounds=0, parent_run_id=parent_run_id)
     record_name = runs[0]["tags"].get("sweep.name", "sweep") if runs else "sweep"
     rows = sweep_rows(runs)
-    if any(AXIS in row for row in rows):
-        from pipeline.reports.photon_report import add_photon_columns
-
+    if any(AXIS in row for row in rows):  # a photon sweep: light-level columns
         rows = add_photon_columns(rows, runs)
     files = write_report(rows, out_dir, f"{record_name} ({parent_run_id[:8]})")
     log_run_files(uri, parent_run_id, files, "report")

@@ -17,33 +17,11 @@ import numpy as np
 
 from optics.core import ffm
 from optics.core.backend import get_backend
-from optics.core.data import Split, encode_amplitude, encode_modes
+from optics.core.data import Split
 from optics.core.detectors import detector_scores
-from optics.core.measurement import MeasurementSpec, PassKey
-from optics.diffractive.calibration import calibrate_registration
-from optics.diffractive.chip import DigitalTwin, SimulatedChip
-from optics.diffractive.geometry import Geometry
-from optics.diffractive.imperfections import HardwareSpec
-from optics.mesh.layout import MeshErrors, MeshGeometry
-from optics.mesh.mzi import MeshTwin, SimulatedMesh
-
-
-@dataclass(frozen=True)
-class ChipSpec:
-    """Everything a worker needs to build its chip (typed; no config objects)."""
-
-    index: int
-    seed: int
-    geometry: Geometry | MeshGeometry
-    hardware: HardwareSpec | MeshErrors
-    measurement: MeasurementSpec
-    backend: str = "numpy"
-    precision: str = "complex64"
-    fft_threads: int | None = None
-    fft_planner: str = "measure"
-    classes: tuple | None = None  # width topology: this chip's sub-task (these classes + "other")
-    calibrate_registration: bool = False  # measure and correct the chip's registration at start
-    samples_per_pass: int | None = None  # memory-lean: at most this many samples per pass (None: the shard)
+from optics.core.measurement import PassKey
+from pipeline.chips import ChipSpec, ChipSystem, system_of
+from pipeline.run.coordinator import RoundResult, Target
 
 
 @dataclass(frozen=True)
@@ -77,6 +55,49 @@ class FaultPlan:
 NO_FAULTS = FaultPlan()
 
 
+class WorkerCore:
+    """What every chip worker (:class:`ChipWorker`, a layer-pipeline stage) holds: the chip and its
+    twin built by the chip system's adapter on this process's backend, programmed only when the
+    parameter version changed, and the adapter's input encoding."""
+
+    def __init__(self, spec: ChipSpec, relay_input: bool = False):
+        self.spec = spec
+        self.system: ChipSystem = system_of(spec)
+
+        def backend():
+            return get_backend(spec.backend, spec.precision, spec.fft_threads, spec.fft_planner)
+
+        chip, twin = self.system.make_chips(spec, backend, relay_input)
+        self.targets = {Target.CHIP: chip, Target.TWIN: twin}
+        self._programmed: dict[Target, int | None] = {Target.CHIP: None, Target.TWIN: None}
+
+    @property
+    def chip(self):
+        return self.targets[Target.CHIP]
+
+    @property
+    def twin(self):
+        return self.targets[Target.TWIN]
+
+    def target(self, on: str):
+        try:
+            return self.targets[Target(on)]
+        except ValueError:
+            raise ValueError(f"on must be 'chip' or 'twin', got {on!r}") from None
+
+    def program(self, on: str, params: dict, version: int):
+        """The target ``on``, programmed with ``params`` unless it already holds ``version``
+        (SLM writes only when the phases changed)."""
+        target = self.target(on)
+        if self._programmed[Target(on)] != version:
+            target.program(params["phase"], params.get("amplitude"))
+            self._programmed[Target(on)] = version
+        return target
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        return self.system.encode(self.spec.geometry, images)
+
+
 class ChipWorker:
     """One chip: builds it from ``spec``, runs whole rounds, returns NumPy results."""
 
@@ -85,35 +106,14 @@ class ChipWorker:
         self.split = split
         self.objective = objective
         self.fault = fault
-
-        def backend():
-            return get_backend(spec.backend, spec.precision, spec.fft_threads, spec.fft_planner)
-
-        self.chip, self.twin = make_chips(spec, backend)
+        self.core = WorkerCore(spec)
+        self.chip, self.twin = self.core.chip, self.core.twin
         self.registration_estimate = None
         if spec.calibrate_registration:  # a calibration step before any training
-            self.registration_estimate = calibrate_registration(self.chip, self.twin)
-        self._programmed: dict[str, int] = {"chip": -1, "twin": -1}
-
-    def _target(self, on: str):
-        if on not in ("chip", "twin"):
-            raise ValueError(f"on must be 'chip' or 'twin', got {on!r}")
-        return self.chip if on == "chip" else self.twin
-
-    def _program(self, on: str, params: dict, version: int):
-        target = self._target(on)
-        if self._programmed[on] != version:  # SLM writes only when the phases changed
-            target.program(params["phase"], params.get("amplitude"))
-            self._programmed[on] = version
-        return target
+            self.registration_estimate = self.core.system.calibrate(self.chip, self.twin)
 
     def _inputs(self, subset, idx: np.ndarray):
-        g = self.spec.geometry
-        if isinstance(g, MeshGeometry):  # feature vectors -> mode amplitudes
-            x = encode_modes(subset.images[idx], g.n_modes)
-        else:
-            x = encode_amplitude(subset.images[idx], g.n, g.object_px)
-        return x, self._labels(subset.labels[idx]), subset.ids[idx]
+        return self.core.encode(subset.images[idx]), self._labels(subset.labels[idx]), subset.ids[idx]
 
     def _labels(self, labels: np.ndarray) -> np.ndarray:
         """Global labels, or this chip's sub-task labels: index within its classes, else 'other'."""
@@ -126,27 +126,29 @@ class ChipWorker:
         return local
 
     def run_round(
-        self, params: dict, version: int, shard: np.ndarray, round_index: int, on: str, fidelity: bool = False
-    ) -> dict:
+        self, params: dict, version: int, shard: np.ndarray, round_index: int, on: Target, fidelity: bool = False
+    ) -> RoundResult:
         """Data pass + error pass over ``shard`` (indices into the training set) on ``on``.
 
-        Returns NumPy: ``grad/<name>`` (sum over the shard of per-sample gradients of the
-        mean loss, scaled to the shard: the coordinator weights by shard size), ``loss``,
-        ``n``, ``correct``, ``compute_s`` and, if asked and simulated, ``fidelity_cosine``.
+        Returns NumPy: the gradients (sum over the shard of per-sample gradients of the mean
+        loss, scaled to the shard: the coordinator weights by shard size), loss, sample and
+        correct counts, compute seconds and, if asked and on the chip, the gradient fidelity.
         """
         t0 = time.perf_counter()
         self.fault.maybe_crash(self.spec.index, "round", round_index)
-        target = self._program(on, params, version)
+        target = self.core.program(on, params, version)
         x, y, ids = self._inputs(self.split.train, np.asarray(shard))
         res = ffm.forward_only_step(target, x, y, self.objective, round_index, ids, self.spec.samples_per_pass)
-        out = {"grad/phase": res.grad_phase, "loss": res.loss, "n": res.n_samples, "correct": res.n_correct}
+        grads = {"phase": res.grad_phase}
         if res.grad_amplitude is not None:
-            out["grad/amplitude"] = res.grad_amplitude
-        if fidelity and on == "chip":
+            grads["amplitude"] = res.grad_amplitude
+        fidelity_cosine = None
+        if fidelity and on == Target.CHIP:
             truth = ffm.true_gradient(self.chip, x, y, self.objective)
-            out["fidelity_cosine"] = ffm.gradient_fidelity(res.grad_phase, truth.grad_phase)["cosine"]
-        out["compute_s"] = time.perf_counter() - t0
-        return out
+            fidelity_cosine = ffm.gradient_fidelity(res.grad_phase, truth.grad_phase)["cosine"]
+        return RoundResult(
+            grads, res.loss, res.n_samples, res.n_correct, time.perf_counter() - t0, fidelity_cosine=fidelity_cosine
+        )
 
     def evaluate(
         self,
@@ -154,7 +156,7 @@ class ChipWorker:
         version: int,
         subset: str,
         round_index: int,
-        on: str,
+        on: Target,
         batch_size: int,
         n_examples: int = 0,
         probabilities: bool = False,
@@ -162,7 +164,7 @@ class ChipWorker:
         """Accuracy and confusion matrix on ``subset`` ('val' or 'test'); optional detector images
         and per-sample softmax probabilities of the detector scores (for combining chips)."""
         self.fault.maybe_crash(self.spec.index, subset, round_index)
-        target = self._program(on, params, version)
+        target = self.core.program(on, params, version)
         data = {"val": self.split.val, "test": self.split.test}[subset]
         c = self.spec.geometry.n_classes
         confusion = np.zeros((c, c), dtype=np.int64)
@@ -216,23 +218,4 @@ class ChipWorker:
 
     def detector_regions(self) -> np.ndarray | None:
         """(n, n) class-region image of a camera; None for a mesh (its detectors are modes)."""
-        return None if isinstance(self.spec.geometry, MeshGeometry) else self.chip.detectors.region_image()
-
-
-def make_chips(spec: ChipSpec, backend) -> tuple:
-    """The simulated chip and its digital twin for ``spec`` (``backend()`` makes a fresh backend)."""
-    g = spec.geometry
-    if isinstance(g, MeshGeometry):
-        return (
-            SimulatedMesh(
-                g.n_modes,
-                g.n_classes,
-                seed=spec.seed,
-                arrangement=g.arrangement,
-                errors=spec.hardware,
-                measurement=spec.measurement,
-                backend=backend(),
-            ),
-            MeshTwin(g.n_modes, g.n_classes, g.arrangement, backend()),
-        )
-    return (SimulatedChip(g, spec.hardware, spec.measurement, spec.seed, backend()), DigitalTwin(g, backend()))
+        return self.core.system.detector_regions(self.chip)

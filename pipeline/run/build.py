@@ -11,52 +11,43 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optics.core.data import Split, load_digits_split, load_idx, load_iris_split, reduce_features
+from optics.core.data import Split, load_digits_split, load_idx, load_iris_split
 from optics.core.ffm import Objective
 from optics.core.measurement import MeasurementSpec, check_spec_names
 from optics.core.optim import OptimizerSpec
-from optics.diffractive.geometry import Geometry
-from optics.diffractive.imperfections import HardwareSpec
-from optics.mesh.layout import MeshErrors, MeshGeometry
-from pipeline.config import ConfigError, RunConfig, crash_points
+from pipeline import chips as registry
+from pipeline.chips import ChipSystem, InitialPhases, PhaseLayout
+from pipeline.config import ConfigError, Loss, RunConfig, TopologyKind, TrainerKind, crash_points, n_features
 from pipeline.run.actors import ChipSpec, ChipWorker, FaultPlan
-from pipeline.run.coordinator import SHARED, group_of
+from pipeline.run.coordinator import SHARED, GroupId, Target, group_of, stage_group
 from pipeline.run.layer_pipeline import stage_layers
 from pipeline.run.rounds import FailurePolicy
 from pipeline.tracking.tracker import PARENT_TAG, MlflowTracker, NullTracker
 
 SPOOL_DIR = "tracking-spool"  # <output_dir>/tracking-spool: tracking calls not yet on the server
-GEOMETRIES = {"reference": Geometry.reference, "small": Geometry.small}
-# chip.only=<group>: keep this group of imperfection knobs at its level-1 value, zero the rest
-IMPERFECTION_GROUPS = {
-    "distance": ("distance_error_m",),
-    "phase_screen": ("phase_screen_rad",),
-    "slm": ("slm_gamma_spread", "slm_bits"),  # gamma curve and 8-bit quantisation
-    "crosstalk": ("crosstalk_sigma_px",),
-    "illumination": ("illumination_falloff", "illumination_ripple"),
-    "registration": ("registration_shift_px", "registration_tilt_rad"),
-    "detector": (),  # camera noise only (MeasurementSpec)
-}
-_KNOBS = tuple(k for group in IMPERFECTION_GROUPS.values() for k in group)
-_QUIET_CAMERA = {"photons_per_sample": float("inf"), "read_noise_e": 0.0, "adc_bits": 0, "reference_phase_rad": 0.0}
+TRAIN_ON = {TrainerKind.FFM: Target.CHIP, TrainerKind.INSILICO: Target.TWIN, TrainerKind.IDEAL: Target.TWIN}
+DEPLOY_ON = {TrainerKind.FFM: Target.CHIP, TrainerKind.INSILICO: Target.CHIP, TrainerKind.IDEAL: Target.TWIN}
 
 
 @dataclass(frozen=True)
 class Plan:
     """Typed pieces of a run, derived from the config before anything starts."""
 
-    geometry: Geometry
+    geometry: object  # the chip system's geometry
     chips: tuple[ChipSpec, ...]
     objective: Objective
     optimizer: OptimizerSpec
     policy: FailurePolicy
     fault: FaultPlan
-    init: str  # initial phases: 'pi' (diffractive: off the SLM wrap) | 'uniform' (mzi: off bar/cross)
-    train_on: str  # 'chip' (ffm) or 'twin' (insilico, ideal)
-    deploy_on: str  # 'chip' (ffm, insilico) or 'twin' (ideal)
+    init: InitialPhases  # the chip system's: 'pi' (diffractive: off the SLM wrap) | 'uniform' (mzi: off bar/cross)
+    train_on: Target  # chip (ffm) or twin (insilico, ideal)
+    deploy_on: Target  # chip (ffm, insilico) or twin (ideal)
     shared: bool
-    groups: dict  # parameter group -> (layers, n, n)
+    groups: dict[GroupId, tuple]  # parameter group -> its phase shape
     notes: tuple = ()  # warnings for the console (marginal padding)
+    trainer: TrainerKind = TrainerKind.FFM
+    topology: TopologyKind = TopologyKind.DATA_PARALLEL
+    layout: PhaseLayout = PhaseLayout.PLANES  # how figures draw the phases (the chip system's)
 
 
 def _checked(section: str, make):
@@ -80,22 +71,19 @@ def make_plan(cfg: RunConfig, n_classes: int, n_train: int | None = None) -> Pla
         )
     local = cfg.cluster.kind == "local"
     check_backend(cfg.chip.backend, local)
-    per_chip = -(-t.batch_size // cfg.topology.n_chips) if cfg.topology.kind != "width" else t.batch_size
+    per_chip = -(-t.batch_size // cfg.topology.n_chips) if plan.topology != TopologyKind.WIDTH else t.batch_size
     notes = check_chips(plan.chips, per_chip, memory_of_this_machine() if local else None)
     return dataclasses.replace(plan, notes=tuple(notes))
 
 
 def _plan(cfg: RunConfig, n_classes: int) -> Plan:
-    c = cfg.chip
-    geometry, hardware_cls = _geometry(cfg, n_classes)
-    _checked("chip.hardware", lambda: check_spec_names(hardware_cls, c.hardware))
-    _checked("chip.measurement", lambda: check_spec_names(MeasurementSpec, c.measurement))
-    hw_base, cam_base = _only(c.only)
-    hardware = _checked("chip.hardware", lambda: hardware_cls(**({"level": c.level} | hw_base | c.hardware)))
+    c, t = cfg.chip, cfg.trainer
+    system = chip_system(cfg)
+    design = _config_error(lambda: system.design(c, n_classes, n_features(cfg.task)))
+    geometry, hardware = design.geometry, _hardware(cfg, design)
     measurement = _checked(
-        "chip.measurement", lambda: MeasurementSpec(**({"level": c.level} | cam_base | c.measurement))
+        "chip.measurement", lambda: MeasurementSpec(**({"level": c.level} | design.camera_base | c.measurement))
     )
-    t = cfg.trainer
     chips = tuple(
         ChipSpec(
             i,
@@ -109,23 +97,51 @@ def _plan(cfg: RunConfig, n_classes: int) -> Plan:
             c.fft_planner,
             calibrate_registration=c.calibrate_registration,
             samples_per_pass=c.samples_per_pass,
+            kind=system.kind,
         )
         for i in range(cfg.topology.n_chips)
     )
-    if cfg.topology.kind == "width":
+    topology, trainer = TopologyKind(cfg.topology.kind), TrainerKind(t.kind)
+    if topology == TopologyKind.WIDTH:
         chips = _subtasks(chips, geometry, n_classes)
     return Plan(
         geometry,
         chips,
-        _checked("trainer", lambda: Objective(t.loss, t.temperature)),
+        _checked("trainer", lambda: Objective(Loss(t.loss).value, t.temperature)),
         _checked("trainer", lambda: OptimizerSpec(t.optimizer, t.lr, momentum=t.momentum)),
         make_plan_policy(cfg),
         _fault_plan(cfg),
-        "uniform" if c.kind == "mzi" else "pi",
-        "chip" if t.kind == "ffm" else "twin",
-        "twin" if t.kind == "ideal" else "chip",
+        system.init,
+        TRAIN_ON[trainer],
+        DEPLOY_ON[trainer],
         cfg.topology.shared_phases,
         _groups(cfg, geometry),
+        trainer=trainer,
+        topology=topology,
+        layout=system.layout,
+    )
+
+
+def chip_system(cfg: RunConfig) -> ChipSystem:
+    """The adapter of ``chip.kind`` (:mod:`pipeline.chips`)."""
+    return _config_error(lambda: registry.system(cfg.chip.kind))
+
+
+def _config_error(make):
+    """``make()``; a ValueError (whose message already names the key) as a ConfigError."""
+    try:
+        return make()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _hardware(cfg: RunConfig, design):
+    """The chip's hardware knobs: level, then what ``chip.only`` sets, then ``chip.hardware``."""
+    c = cfg.chip
+    _checked("chip.hardware", lambda: check_spec_names(design.hardware_class, c.hardware))
+    _checked("chip.measurement", lambda: check_spec_names(MeasurementSpec, c.measurement))
+    return _checked(
+        "chip.hardware", lambda: design.hardware_class(**({"level": c.level} | design.hardware_base | c.hardware))
     )
 
 
@@ -142,37 +158,7 @@ def _fault_plan(cfg: RunConfig) -> FaultPlan:
     return FaultPlan(points, marker_dir)
 
 
-def _geometry(cfg: RunConfig, n_classes: int):
-    """The chip's geometry and its hardware-knob class (diffractive: HardwareSpec; mzi: MeshErrors)."""
-    c = cfg.chip
-    if c.kind == "mzi":
-        if c.only is not None:
-            raise ConfigError("chip.only selects diffractive imperfection groups; for chip=mzi set chip.hardware knobs")
-        n_modes = c.n_modes or _features(cfg) + 1
-        return _checked("chip", lambda: MeshGeometry(n_modes, n_classes, c.arrangement)), MeshErrors
-    overrides = {
-        k: v
-        for k, v in (("n", c.n), ("n_layers", c.n_layers), ("distance", c.distance), ("pad", c.pad))
-        if v is not None
-    }
-    return _checked("chip", lambda: GEOMETRIES[c.geometry](n_classes=n_classes, **overrides)), HardwareSpec
-
-
-def _features(cfg: RunConfig) -> int:
-    return 4 if cfg.task.name == "iris" else cfg.task.features
-
-
-def _only(group: str | None) -> tuple[dict, dict]:
-    """Knob overrides for ``chip.only``: every other imperfection group off."""
-    if group is None:
-        return {}, {}
-    if group not in IMPERFECTION_GROUPS:
-        raise ConfigError(f"chip.only must be one of {', '.join(IMPERFECTION_GROUPS)} (or null), got {group!r}")
-    hardware = {k: 0 for k in _KNOBS if k not in IMPERFECTION_GROUPS[group]}
-    return hardware, ({} if group == "detector" else dict(_QUIET_CAMERA))
-
-
-def _subtasks(chips: tuple, g: Geometry, n_classes: int) -> tuple:
+def _subtasks(chips: tuple, g, n_classes: int) -> tuple:
     """Width topology: split the classes into one group per chip; each chip detects its
     group plus one "other" detector."""
     if len(chips) > n_classes:
@@ -188,19 +174,19 @@ def _subtasks(chips: tuple, g: Geometry, n_classes: int) -> tuple:
     )
 
 
-def _groups(cfg: RunConfig, g: Geometry) -> dict[str, tuple]:
+def _groups(cfg: RunConfig, g) -> dict[GroupId, tuple]:
     """Parameter groups: one shared mask set, one per chip, or one per pipeline stage."""
     top = cfg.topology
-    if top.kind == "pipeline":
+    if top.kind == TopologyKind.PIPELINE:
         sizes = _checked("topology.n_chips", lambda: stage_layers(g.n_layers, top.n_chips))
-        return {f"stage{k}": (size, g.n, g.n) for k, size in enumerate(sizes)}
-    if top.shared_phases and top.kind != "width":
+        return {stage_group(k): dataclasses.replace(g, n_layers=size).phase_shape for k, size in enumerate(sizes)}
+    if top.shared_phases and top.kind != TopologyKind.WIDTH:
         return {SHARED: g.phase_shape}
     return {group_of(i, False): g.phase_shape for i in range(top.n_chips)}
 
 
 def load_split(cfg: RunConfig) -> Split:
-    """The task's split; for an MZI chip, feature vectors (standardised iris, PCA of images)."""
+    """The task's split as the chip system takes it (a feature chip: standardised iris, PCA of images)."""
     task = cfg.task
     if task.name == "iris":
         split = load_iris_split(task.split_seed, task.val_fraction, task.test_fraction)
@@ -208,10 +194,8 @@ def load_split(cfg: RunConfig) -> Split:
         split = _checked("task.data_dir", lambda: load_idx(task.data_dir, task.split_seed, task.val_fraction))
     else:
         split = _checked("task", lambda: load_digits_split(task.split_seed, task.val_fraction, task.test_fraction))
-    if cfg.chip.kind != "mzi":
-        return split
     method = "standardise" if task.name == "iris" else "pca"
-    return _checked("task", lambda: reduce_features(split, _features(cfg), method))
+    return _config_error(lambda: chip_system(cfg).prepare_split(split, n_features(task), method))
 
 
 def start_ray(cfg: RunConfig) -> None:

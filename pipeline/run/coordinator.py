@@ -17,13 +17,62 @@ because the FFM gradient is a per-sample sum).
 from __future__ import annotations
 
 import dataclasses
+import enum
 from dataclasses import dataclass, field
+from typing import NewType
 
 import numpy as np
 
 from optics.core import optim
 
-SHARED = "shared"
+GroupId = NewType("GroupId", str)  # a parameter group: SHARED, chip{k} or stage{k}
+SHARED = GroupId("shared")
+
+
+class Target(enum.StrEnum):
+    """Where a pass runs: the chip itself or its digital twin (equal to the strings 'chip', 'twin')."""
+
+    CHIP = "chip"
+    TWIN = "twin"
+
+
+def chip_group(chip: int) -> GroupId:
+    """Chip ``chip``'s own parameter group (also the name its results are reported under)."""
+    return GroupId(f"chip{chip}")
+
+
+def stage_group(stage: int) -> GroupId:
+    """Layer-pipeline stage ``stage``'s parameter group."""
+    return GroupId(f"stage{stage}")
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """One chip's training round (:meth:`pipeline.run.actors.ChipWorker.run_round`), NumPy only.
+
+    ``grads``: parameter name -> gradient of the mean loss over the shard; the coordinator
+    weights chips by ``n``. ``loss`` is the shard's mean loss."""
+
+    grads: dict[str, np.ndarray]
+    loss: float
+    n: int
+    correct: int
+    compute_s: float
+    fidelity_cosine: float | None = None  # gradient fidelity against the true gradient, when asked
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """One layer-pipeline stage's round (:meth:`pipeline.run.layer_pipeline.StageWorker.finish`).
+
+    ``grads``: this stage's gradient, mean over the batch; ``loss`` (summed over the batch),
+    ``n`` and ``correct`` are the last stage's (zero elsewhere); ``busy_s`` its working seconds."""
+
+    grads: dict[str, np.ndarray]
+    loss: float
+    n: int
+    correct: int
+    busy_s: float
 
 
 @dataclass
@@ -40,12 +89,12 @@ class TrainState:
     best_params: dict = field(default_factory=dict)
 
 
-def group_of(chip: int, shared: bool) -> str:
-    return SHARED if shared else f"chip{chip}"
+def group_of(chip: int, shared: bool) -> GroupId:
+    return SHARED if shared else chip_group(chip)
 
 
 def init_state(
-    groups: dict[str, tuple],
+    groups: dict[GroupId, tuple],
     spec: optim.OptimizerSpec,
     train_amplitude: bool,
     chips: list[int],
@@ -69,19 +118,17 @@ def init_state(
     )
 
 
-def aggregate(results: dict[int, dict], shared: bool) -> dict[str, dict[str, np.ndarray]]:
+def aggregate(results: dict[int, RoundResult], shared: bool) -> dict[GroupId, dict[str, np.ndarray]]:
     """Per-group gradients: shard-size-weighted mean over chips sharing the group."""
-    sums: dict[str, dict[str, np.ndarray]] = {}
-    counts: dict[str, int] = {}
+    sums: dict[GroupId, dict[str, np.ndarray]] = {}
+    counts: dict[GroupId, int] = {}
     for chip in sorted(results):
         res, g = results[chip], group_of(chip, shared)
-        n = int(res["n"])
+        n = int(res.n)
         counts[g] = counts.get(g, 0) + n
-        for key, value in res.items():
-            if key.startswith("grad/"):
-                name = key[5:]
-                acc = sums.setdefault(g, {})
-                acc[name] = acc.get(name, 0.0) + n * np.asarray(value, dtype=np.float64)
+        for name, value in res.grads.items():
+            acc = sums.setdefault(g, {})
+            acc[name] = acc.get(name, 0.0) + n * np.asarray(value, dtype=np.float64)
     return {g: {k: v / counts[g] for k, v in grads.items()} for g, grads in sums.items()}
 
 
@@ -118,23 +165,29 @@ def shards(batch: np.ndarray, chips: list[int]) -> dict[int, np.ndarray]:
     return dict(zip(chips, np.array_split(batch, len(chips))))
 
 
-def round_metrics(results: dict[int, dict], grads: dict, round_s: float, broadcast_s: float = 0.0) -> dict[str, float]:
+def grad_norm(grads: dict[GroupId, dict[str, np.ndarray]]) -> float:
+    """The L2 norm of every group's every gradient together."""
+    return float(np.sqrt(sum(float(np.sum(v * v)) for g in grads.values() for v in g.values())))
+
+
+def round_metrics(
+    results: dict[int, RoundResult], grads: dict, round_s: float, broadcast_s: float = 0.0
+) -> dict[str, float]:
     """Per-round metrics from the chips' results (weighted by shard size), with the time
     breakdown: broadcast (``ray.put``), slowest chip's compute, collect (the rest of the wait)."""
-    n = sum(int(r["n"]) for r in results.values())
-    slowest = max(float(r["compute_s"]) for r in results.values())
-    gnorm = float(np.sqrt(sum(float(np.sum(v * v)) for g in grads.values() for v in g.values())))
+    n = sum(int(r.n) for r in results.values())
+    slowest = max(float(r.compute_s) for r in results.values())
     out = {
-        "loss": sum(r["loss"] * r["n"] for r in results.values()) / n,
-        "accuracy": sum(int(r["correct"]) for r in results.values()) / n,
-        "grad_norm": gnorm,
+        "loss": sum(r.loss * r.n for r in results.values()) / n,
+        "accuracy": sum(int(r.correct) for r in results.values()) / n,
+        "grad_norm": grad_norm(grads),
         "round_s": round_s,
         "slowest_chip_s": slowest,
         "samples_per_s": n / round_s if round_s > 0 else 0.0,
         "broadcast_s": broadcast_s,
         "collect_s": max(round_s - broadcast_s - slowest, 0.0),
     }
-    fids = [r["fidelity_cosine"] for r in results.values() if "fidelity_cosine" in r]
+    fids = [r.fidelity_cosine for r in results.values() if r.fidelity_cosine is not None]
     if fids:
         out["grad_fidelity_cosine"] = float(np.mean(fids))
     return out

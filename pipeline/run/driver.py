@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from pipeline.config import ConfigError, RunConfig, load_config
 from pipeline.reports import figures
+from pipeline.reports.run_report import log_final_artifacts, plan_params, print_summary
 from pipeline.run import checkpoint
 from pipeline.run.build import (
     check_cluster,
@@ -29,12 +30,14 @@ from pipeline.run.build import (
     load_split,
     make_plan,
     make_tracker,
+    make_workers,
     run_tags,
     start_ray,
 )
 from pipeline.run.coordinator import TrainState, batch_indices, end_epoch, init_state, step
 from pipeline.run.preflight import check_inputs, check_output_dir, finite_phases
 from pipeline.run.topologies import make_topology
+from pipeline.tracking.lifecycle import tracked_run
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")  # an MLflow run id
 
@@ -72,6 +75,8 @@ def train(raw_cfg) -> dict:
     propagation and memory (:mod:`pipeline.run.preflight`), the tracking server, the resume
     source, the output folder; then the cluster's resources, and each chip actor is pinged
     once created, so a constructor error is one line. A rejected run leaves nothing behind.
+    The run then lives in :func:`pipeline.tracking.lifecycle.tracked_run`: it ends FINISHED,
+    FAILED or KILLED (Ctrl-C: checkpointed, :class:`Interrupted` raised), the actors stopped.
     """
     cfg = raw_cfg if isinstance(raw_cfg, RunConfig) else load_config(raw_cfg)
     out_dir = cfg.output_dir or os.path.join("outputs", time.strftime("%Y-%m-%d_%H-%M-%S"))
@@ -83,66 +88,47 @@ def train(raw_cfg) -> dict:
         print(f"ffm-train: warning: {note}", file=sys.stderr)
     tracker = make_tracker(cfg)
     state, run_id = _initial_state(cfg, plan, tracker)
-    created = check_output_dir(out_dir)
+    topo, split_ref = _start_chips(cfg, plan, split, tracker)
+    sess = _session(cfg, plan, topo, tracker, split, split_ref)
+    params = flat_params(cfg) | plan_params(plan)  # the plan's quantities: what the reports compute from
+    release = functools.partial(_stop_actors, topo.workers)
+    with tracked_run(tracker, params, run_tags(cfg), run_id, release=release):
+        if cfg.resume:
+            tracker.event(f"resumed at round {state.round} from {cfg.resume}")
+        t0 = time.perf_counter()
+        state = _loop(sess, state)
+        return _finish(sess, state, time.perf_counter() - t0)
+
+
+def _start_chips(cfg: RunConfig, plan, split, tracker) -> tuple[object, object]:
+    """The cluster checked, the dataset in the object store, the chip actors up and pinged;
+    returns (topology, dataset ref). On failure, an output folder this call created is removed."""
+    created = check_output_dir(cfg.output_dir)
     try:
         start_ray(cfg)
         check_cluster(cfg)
         split_ref = ray.put(split)  # the dataset travels through the object store, once
-        topo = make_topology(plan, cfg, split, split_ref, tracker.event)  # pings every chip
+        return make_topology(plan, cfg, split, split_ref, tracker.event, make_workers), split_ref  # pings every chip
     except BaseException:
         if created:
-            shutil.rmtree(out_dir, ignore_errors=True)
+            shutil.rmtree(cfg.output_dir, ignore_errors=True)
         raise
-    tracker.start(flat_params(cfg), run_tags(cfg), run_id=run_id)
-    if cfg.resume:
-        tracker.event(f"resumed at round {state.round} from {cfg.resume}")
-    return _run(cfg, plan, topo, tracker, split, split_ref, state)
 
 
-def _run(cfg: RunConfig, plan, topo, tracker, split, split_ref, state: TrainState) -> dict:
+def _session(cfg: RunConfig, plan, topo, tracker, split, split_ref) -> Session:
     n_batches = math.ceil(len(split.train) / cfg.trainer.batch_size)
     total = n_batches * cfg.trainer.epochs
     if cfg.trainer.max_rounds:
         total = min(total, cfg.trainer.max_rounds)
     if cfg.trainer.masks_from:  # deploy trained masks: evaluation only
         total = 0
-    sess = Session(
-        cfg,
-        plan,
-        topo,
-        tracker,
-        len(split.train),
-        n_batches,
-        total,
-        os.path.join(cfg.output_dir, "checkpoints", "latest.npz"),
-        {},
-        split_ref,
-    )
-    t0 = time.perf_counter()
-    with tracked_run(tracker, topo.workers):
-        state = _loop(sess, state)
-        return _finish(sess, state, time.perf_counter() - t0)
+    ckpt_path = os.path.join(cfg.output_dir, "checkpoints", "latest.npz")
+    return Session(cfg, plan, topo, tracker, len(split.train), n_batches, total, ckpt_path, {}, split_ref)
 
 
-@contextlib.contextmanager
-def tracked_run(tracker, workers: list):
-    """The end of a tracked run, however it ends: the actors stopped, the run marked FINISHED,
-    KILLED (Ctrl-C) or FAILED; a spool not drained in time is named with the command that sends it."""
-    status = "FINISHED"
-    try:
-        yield
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    except BaseException:
-        status = "FAILED"
-        raise
-    finally:
-        for w in workers:
-            ray.kill(w)
-        backlog = tracker.end(status)
-        if backlog:
-            print(f"ffm-train: warning: {backlog}", file=sys.stderr, flush=True)
+def _stop_actors(workers: list) -> None:
+    for w in workers:
+        ray.kill(w)
 
 
 def _initial_state(cfg: RunConfig, plan, tracker) -> tuple[TrainState, str | None]:
@@ -299,8 +285,27 @@ def _checkpoint(sess: Session, state: TrainState) -> None:
 
 def _finish(sess: Session, state: TrainState, wall_s: float) -> dict:
     """Test the best-validation phases on every chip (and the twin), log artifacts, write summary.json."""
-    from pipeline.reports.run_report import log_final_artifacts, print_summary
+    state, test, twin = _final_tests(sess, state)
+    summary = _summary(sess, state, test, twin, wall_s)
+    detected = {
+        f"final_detected_fraction/{name}": r["detected_fraction"]  # twin: noise-free
+        for name, r in list(test.items()) + [("twin", twin)]
+        if "detected_fraction" in r
+    }
+    sess.tracker.log_metrics(
+        {f"final_test_accuracy/{name}": r["accuracy"] for name, r in test.items()}
+        | detected
+        | {"final_test_accuracy/twin": summary["twin_test_accuracy"]},
+        step=state.round,
+    )
+    _write_outputs(sess.cfg.output_dir, summary, state)
+    log_final_artifacts(sess, state, test, figures)
+    print_summary(summary, sess.tracker)
+    return summary
 
+
+def _final_tests(sess: Session, state: TrainState) -> tuple[TrainState, dict, dict]:
+    """The best phases tested on the deployment target (with examples) and on the twin."""
     cfg, plan, topo = sess.cfg, sess.plan, sess.topo
     test, alive = topo.evaluate(
         state.best_params,
@@ -315,8 +320,12 @@ def _finish(sess: Session, state: TrainState, wall_s: float) -> dict:
     twin, _ = topo.evaluate(
         state.best_params, state.alive, "test", state.round + 1, "twin", cfg.trainer.eval_batch_size
     )
-    twin_acc = next(iter(twin.values()))["accuracy"]
-    where = topo.locate(state.alive)
+    return state, test, next(iter(twin.values()))
+
+
+def _summary(sess: Session, state: TrainState, test: dict, twin: dict, wall_s: float) -> dict:
+    cfg, plan = sess.cfg, sess.plan
+    where = sess.topo.locate(state.alive)
     per_chip = {
         name: {
             "test_accuracy": r["accuracy"],
@@ -325,11 +334,11 @@ def _finish(sess: Session, state: TrainState, wall_s: float) -> dict:
         }
         for name, r in test.items()
     }
-    summary = {
+    return {
         "trainer": cfg.trainer.kind,
         "deployed_on": plan.deploy_on,
         "chips": per_chip,
-        "twin_test_accuracy": twin_acc,
+        "twin_test_accuracy": twin["accuracy"],
         "rounds": state.round,
         "epochs": state.epoch,
         "wall_seconds": wall_s,
@@ -340,24 +349,14 @@ def _finish(sess: Session, state: TrainState, wall_s: float) -> dict:
         "events": sess.tracker.events,
         "output_dir": cfg.output_dir,
     }
-    detected = {
-        f"final_detected_fraction/{name}": r["detected_fraction"]  # twin: noise-free
-        for name, r in list(test.items()) + [("twin", next(iter(twin.values())))]
-        if "detected_fraction" in r
-    }
-    sess.tracker.log_metrics(
-        {f"final_test_accuracy/{name}": r["accuracy"] for name, r in test.items()}
-        | detected
-        | {"final_test_accuracy/twin": twin_acc},
-        step=state.round,
-    )
-    os.makedirs(cfg.output_dir, exist_ok=True)
-    with open(os.path.join(cfg.output_dir, "summary.json"), "w") as f:
+
+
+def _write_outputs(out_dir: str, summary: dict, state: TrainState) -> None:
+    """summary.json and the best phases (phases.npz, what trainer.masks_from deploys) in the output folder."""
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     np.savez(
-        os.path.join(cfg.output_dir, "phases.npz"),
+        os.path.join(out_dir, "phases.npz"),
         **{f"{g}/{k}": v for g, p in state.best_params.items() for k, v in p.items()},
     )
-    log_final_artifacts(sess, state, test, figures)
-    print_summary(summary, sess.tracker)
-    return summary

@@ -31,12 +31,11 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from optics.core import ffm
-from optics.core.backend import get_backend
-from optics.core.data import Split, encode_amplitude
+from optics.core.data import Split
 from optics.core.detectors import detector_scores
 from optics.core.measurement import PassKey
-from optics.diffractive.chip import DigitalTwin, SimulatedChip
-from pipeline.run.actors import NO_FAULTS, ChipSpec, FaultPlan
+from pipeline.run.actors import NO_FAULTS, ChipSpec, FaultPlan, WorkerCore
+from pipeline.run.coordinator import StageResult, Target
 from pipeline.run.rounds import ChipError, ChipFailure, FailurePolicy, actor_error_line, call_each, new_death
 
 
@@ -61,41 +60,22 @@ class StageWorker:
     ):
         self.spec, self.stage, self.last, self.fault = spec, stage, stage == n_stages - 1, fault
         self.split, self.objective = split, objective
-        relay = stage > 0
-
-        def backend():
-            return get_backend(spec.backend, spec.precision, spec.fft_threads, spec.fft_planner)
-
-        self.targets = {
-            "chip": SimulatedChip(
-                spec.geometry, spec.hardware, spec.measurement, spec.seed, backend(), relay_input=relay
-            ),
-            "twin": DigitalTwin(spec.geometry, backend(), relay_input=relay),
-        }
-        self._version = {"chip": None, "twin": None}
+        self.core = WorkerCore(spec, relay_input=stage > 0)  # later stages take the relayed field
         self._saved: dict[int, object] = {}
         self._acc: dict = {}
-
-    def _program(self, on: str, params: dict, version: int):
-        chip = self.targets[on]
-        if self._version[on] != version:
-            chip.program(params["phase"], params.get("amplitude"))
-            self._version[on] = version
-        return chip
+        self._grads: dict[str, object] = {}
 
     def _input(self, subset, idx, field):
-        if self.stage == 0:
-            g = self.spec.geometry
-            return encode_amplitude(subset.images[idx], g.n, g.object_px)
-        return field
+        return self.core.encode(subset.images[idx]) if self.stage == 0 else field
 
-    def forward(self, params: dict, version: int, round_index: int, mb: int, idx: np.ndarray, field, on: str):
+    def forward(self, params: dict, version: int, round_index: int, mb: int, idx: np.ndarray, field, on: Target):
         """Data pass of microbatch ``mb``; the last stage also runs loss and its error pass."""
         t0 = time.perf_counter()
         if mb == 0:
             self.fault.maybe_crash(self.stage, "round", round_index)
             self._acc, self._saved = {"busy_s": 0.0, "loss": 0.0, "correct": 0, "n": 0}, {}
-        chip = self._program(on, params, version)
+            self._grads = {}
+        chip = self.core.program(on, params, version)
         ids = tuple(int(i) for i in self.split.train.ids[idx])
         taps = chip.data_pass(self._input(self.split.train, idx, field), PassKey(round_index, "data", ids))
         if not self.last:
@@ -113,10 +93,10 @@ class StageWorker:
         self._acc["busy_s"] += time.perf_counter() - t0
         return out
 
-    def backward(self, round_index: int, mb: int, idx: np.ndarray, error, on: str):
+    def backward(self, round_index: int, mb: int, idx: np.ndarray, error, on: Target):
         """Error pass of microbatch ``mb`` from the error at this chip's output plane."""
         t0 = time.perf_counter()
-        chip = self.targets[on]
+        chip = self.core.target(on)
         ids = tuple(int(i) for i in self.split.train.ids[idx])
         out = self._backward(chip, round_index, mb, ids, chip.backend.asarray(error))
         self._acc["busy_s"] += time.perf_counter() - t0
@@ -127,22 +107,22 @@ class StageWorker:
         grads = ffm.layer_gradients(chip, self._saved.pop(mb), etaps.fields)
         weight = len(ids)
         for name, g in grads.items():
-            self._acc[f"grad/{name}"] = self._acc.get(f"grad/{name}", 0.0) + weight * g
+            self._grads[name] = self._grads.get(name, 0.0) + weight * g
         self._acc["weight"] = self._acc.get("weight", 0) + weight
         return None if etaps.output is None else chip.backend.to_numpy(etaps.output)
 
-    def finish(self, round_index: int) -> dict:
+    def finish(self, round_index: int) -> StageResult:
         """This stage's gradient (mean over the batch) and timings; clears the round."""
         acc, w = self._acc, self._acc.pop("weight")
-        out = {k: (v / w if k.startswith("grad/") else v) for k, v in acc.items()}
-        self._acc = {}
-        return out
+        grads = {name: g / w for name, g in self._grads.items()}
+        self._acc, self._grads = {}, {}
+        return StageResult(grads, acc["loss"], acc["n"], acc["correct"], acc["busy_s"])
 
-    def infer(self, params: dict, version: int, subset: str, idx: np.ndarray, field, round_index: int, on: str):
+    def infer(self, params: dict, version: int, subset: str, idx: np.ndarray, field, round_index: int, on: Target):
         """Inference: the output field (middle stages) or (predictions, labels) at the last stage."""
         if idx[0] == 0:
             self.fault.maybe_crash(self.stage, subset, round_index)
-        chip = self._program(on, params, version)
+        chip = self.core.program(on, params, version)
         data = {"val": self.split.val, "test": self.split.test}[subset]
         ids = tuple(int(i) for i in data.ids[idx])
         x = self._input(data, idx, field)
@@ -156,7 +136,7 @@ class StageWorker:
         return True
 
     def reveal(self) -> dict:
-        return self.targets["chip"].reveal().as_arrays()
+        return self.core.chip.reveal().as_arrays()
 
 
 def make_stage_workers(
@@ -197,9 +177,9 @@ def pipeline_round(
     batch: np.ndarray,
     round_index: int,
     n_micro: int,
-    on: str,
+    on: Target,
     timeout_s: float | None = None,
-) -> tuple[list[dict], float, float]:
+) -> tuple[list[StageResult], float, float]:
     """One round over microbatches; returns each stage's result, the bubble fraction and the
     seconds spent broadcasting parameters."""
     t0 = time.perf_counter()
@@ -220,7 +200,7 @@ def pipeline_round(
     ray.get(errors, timeout=timeout_s)
     results = ray.get([w.finish.remote(round_index) for w in workers], timeout=timeout_s)
     wall = time.perf_counter() - t0
-    bubble = 1.0 - sum(r["busy_s"] for r in results) / (len(workers) * wall)
+    bubble = 1.0 - sum(r.busy_s for r in results) / (len(workers) * wall)
     return results, bubble, broadcast_s
 
 
@@ -232,7 +212,7 @@ def pipeline_evaluate(
     n: int,
     batch_size: int,
     round_index: int,
-    on: str,
+    on: Target,
     timeout_s: float | None = None,
 ) -> dict:
     """Accuracy and confusion through the whole chain."""

@@ -28,6 +28,7 @@ import numpy as np
 from optics.core.propagation import SamplingWarning, choose_padded_size, spread_px
 from optics.diffractive.geometry import Geometry
 from optics.diffractive.imperfections import draw_hidden_state
+from pipeline.chips import system_of
 from pipeline.config import ConfigError
 
 MAX_PADDED_PX = 16384  # a 16384^2 complex64 field is 2 GiB: beyond any chip's budget
@@ -43,11 +44,11 @@ def chip_bytes(g: Geometry, n_pad: int, batch: int, itemsize: int, threads: int)
 
 
 def check_chips(chips: tuple, batch: int, memory_bytes: float | None) -> list[str]:
-    """Propagation, padding and memory of every diffractive chip spec; returns warning lines."""
+    """Propagation, padding and memory of every free-space chip spec; returns warning lines."""
     notes: list[str] = []
     for spec in chips:
         g = spec.geometry
-        if not isinstance(g, Geometry):
+        if not system_of(spec).free_space:
             continue
         n_pad, caught = _padded_size(spec, g)
         notes += [f"chip {spec.index}: {w.message}" for w in caught]

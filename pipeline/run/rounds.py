@@ -32,7 +32,7 @@ import numpy as np
 import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
 
-from pipeline.run.coordinator import group_of
+from pipeline.run.coordinator import RoundResult, Target, group_of
 
 
 class ChipFailure(RuntimeError):
@@ -203,12 +203,12 @@ def call_round(
     params: dict,
     shard_map: dict[int, np.ndarray],
     round_index: int,
-    on: str,
+    on: Target,
     fidelity: bool,
     shared: bool,
     policy: FailurePolicy,
     event: Callable[[str], None],
-) -> tuple[dict[int, dict], list[int], float]:
+) -> tuple[dict[int, RoundResult], list[int], float]:
     """Run one round on every chip in ``shard_map``; returns (results, chips still alive,
     seconds spent broadcasting the parameters)."""
     t0 = time.perf_counter()
@@ -231,7 +231,7 @@ def evaluate_chips(
     params: dict,
     subset: str,
     round_index: int,
-    on: str,
+    on: Target,
     shared: bool,
     batch_size: int,
     policy: FailurePolicy,

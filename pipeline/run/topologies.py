@@ -14,7 +14,8 @@ import time
 
 import numpy as np
 
-from pipeline.run.coordinator import aggregate, round_metrics, shards
+from pipeline.config import TopologyKind
+from pipeline.run.coordinator import Target, aggregate, chip_group, grad_norm, round_metrics, shards, stage_group
 from pipeline.run.layer_pipeline import make_stage_workers, pipeline_evaluate, pipeline_round, retry_whole, stage_layers
 from pipeline.run.rounds import call_each, call_round, evaluate_chips, fingerprint
 
@@ -22,7 +23,7 @@ from pipeline.run.rounds import call_each, call_round, evaluate_chips, fingerpri
 class DataParallel:
     """K chips, a shard of every batch each; gradients averaged by shard size."""
 
-    kind = "data_parallel"
+    kind = TopologyKind.DATA_PARALLEL
 
     def __init__(self, plan, workers: list, event):
         self.plan, self.workers, self.event = plan, workers, event
@@ -49,11 +50,11 @@ class DataParallel:
         alive: list[int],
         subset: str,
         round_index: int,
-        on: str,
+        on: Target,
         batch_size: int,
         n_examples: int = 0,
     ) -> dict[str, dict]:
-        chips = alive if on == "chip" else alive[:1]
+        chips = alive if on == Target.CHIP else alive[:1]
         res, dropped = evaluate_chips(
             self.workers,
             chips,
@@ -67,7 +68,7 @@ class DataParallel:
             self.event,
             n_examples,
         )
-        return {f"chip{k}": r for k, r in res.items()}, [k for k in alive if k not in dropped]
+        return {chip_group(k): r for k, r in res.items()}, [k for k in alive if k not in dropped]
 
     def _each(self, alive: list[int], method: str) -> dict:
         return call_each(self.workers, alive, method, self.plan.policy, self.event)
@@ -75,7 +76,7 @@ class DataParallel:
     def locate(self, alive: list[int]) -> dict[str, dict]:
         where = self._each(alive, "describe")
         return {
-            f"chip{k}": {
+            chip_group(k): {
                 "seed": self.plan.chips[k].seed,
                 "node_id": where[k]["node_id"],
                 "resources": where[k]["assigned_resources"],
@@ -84,7 +85,7 @@ class DataParallel:
         }
 
     def reveal(self, alive: list[int]) -> dict[str, dict]:
-        return {f"chip{k}": r for k, r in self._each(alive, "reveal").items()}
+        return {chip_group(k): r for k, r in self._each(alive, "reveal").items()}
 
     def detector_regions(self, alive: list[int]):
         return self._each(alive[:1], "detector_regions")[alive[0]]
@@ -95,7 +96,7 @@ class Width(DataParallel):
     on every sample, with its own masks; the chips' detector outputs are combined
     electronically: class c scores ``p_k(c)``, chip k's softmax probability for it."""
 
-    kind = "width"
+    kind = TopologyKind.WIDTH
 
     def run_round(self, params: dict, alive: list[int], batch: np.ndarray, round_index: int, fidelity: bool):
         t0 = time.perf_counter()
@@ -119,7 +120,7 @@ class Width(DataParallel):
         alive: list[int],
         subset: str,
         round_index: int,
-        on: str,
+        on: Target,
         batch_size: int,
         n_examples: int = 0,
     ) -> dict[str, dict]:
@@ -148,14 +149,14 @@ class Width(DataParallel):
         combined = {
             "accuracy": float((pred == labels).mean()),
             "confusion": confusion,
-            "subtask_accuracy": {f"chip{k}": r["accuracy"] for k, r in res.items()},
+            "subtask_accuracy": {chip_group(k): r["accuracy"] for k, r in res.items()},
         }
         return {"combined": combined}, [k for k in alive if k not in dropped]
 
     def locate(self, alive: list[int]) -> dict[str, dict]:
         return {
             "combined": {
-                f"chip{k}": {**w, "classes": list(self.plan.chips[k].classes)}
+                chip_group(k): {**w, "classes": list(self.plan.chips[k].classes)}
                 for k, w in zip(alive, super().locate(alive).values())
             }
         }
@@ -167,7 +168,7 @@ class Width(DataParallel):
 class LayerPipeline:
     """A deep network split by layers across the chips (see :mod:`pipeline.run.layer_pipeline`)."""
 
-    kind = "pipeline"
+    kind = TopologyKind.PIPELINE
 
     def __init__(self, plan, workers: list, n_micro: int, n_val: int, n_test: int, event):
         self.plan, self.workers, self.n_micro, self.event = plan, workers, n_micro, event
@@ -175,7 +176,7 @@ class LayerPipeline:
         self.n_eval = {"val": n_val, "test": n_test}
 
     def _stage_params(self, params: dict) -> tuple[list[dict], list[int]]:
-        stage = [params[f"stage{k}"] for k in range(len(self.sizes))]
+        stage = [params[stage_group(k)] for k in range(len(self.sizes))]
         return stage, [fingerprint(p) for p in stage]
 
     def run_round(self, params: dict, alive: list[int], batch: np.ndarray, round_index: int, fidelity: bool):
@@ -192,21 +193,18 @@ class LayerPipeline:
             self.event,
         )
         wall = time.perf_counter() - t0
-        grads = {
-            f"stage{k}": {key[5:]: v for key, v in r.items() if key.startswith("grad/")} for k, r in enumerate(results)
-        }
+        grads = {stage_group(k): dict(r.grads) for k, r in enumerate(results)}
         last = results[-1]
-        gnorm = float(np.sqrt(sum(float(np.sum(v * v)) for g in grads.values() for v in g.values())))
         metrics = {
-            "loss": last["loss"] / last["n"],
-            "accuracy": last["correct"] / last["n"],
-            "grad_norm": gnorm,
+            "loss": last.loss / last.n,
+            "accuracy": last.correct / last.n,
+            "grad_norm": grad_norm(grads),
             "round_s": wall,
-            "slowest_chip_s": max(r["busy_s"] for r in results),
+            "slowest_chip_s": max(r.busy_s for r in results),
             "bubble_frac": bubble,
-            "samples_per_s": last["n"] / wall,
+            "samples_per_s": last.n / wall,
             "broadcast_s": put_s,
-            "collect_s": max(wall - put_s - max(r["busy_s"] for r in results), 0.0),
+            "collect_s": max(wall - put_s - max(r.busy_s for r in results), 0.0),
         }
         return grads, metrics, alive
 
@@ -216,7 +214,7 @@ class LayerPipeline:
         alive: list[int],
         subset: str,
         round_index: int,
-        on: str,
+        on: Target,
         batch_size: int,
         n_examples: int = 0,
     ) -> dict[str, dict]:
@@ -246,24 +244,23 @@ class LayerPipeline:
     def reveal(self, alive: list[int]) -> dict[str, dict]:
         every = list(range(len(self.workers)))
         found = call_each(self.workers, every, "reveal", self.plan.policy, self.event)
-        return {f"stage{k}": found[k] for k in every}
+        return {stage_group(k): found[k] for k in every}
 
     def detector_regions(self, alive: list[int]):
         return None
 
 
-def make_topology(plan, cfg, split, split_ref, event):
+def make_topology(plan, cfg, split, split_ref, event, make_workers):
     """Build the actors of the configured topology and ping each (the composition root calls this):
     a chip whose constructor raised fails here with its own error, as one line."""
-    from pipeline.run.build import make_workers
 
-    if cfg.topology.kind == "pipeline":
+    if plan.topology == TopologyKind.PIPELINE:
         workers = make_stage_workers(
             plan.chips, split_ref, plan.objective, cfg.chip.num_cpus, cfg.cluster.max_restarts, plan.fault
         )
         topo = LayerPipeline(plan, workers, cfg.topology.microbatches, len(split.val), len(split.test), event)
     else:
-        cls = Width if cfg.topology.kind == "width" else DataParallel
+        cls = Width if plan.topology == TopologyKind.WIDTH else DataParallel
         topo = cls(plan, make_workers(plan, cfg, split_ref), event)
     call_each(topo.workers, list(range(len(topo.workers))), "ping", plan.policy, event)
     return topo

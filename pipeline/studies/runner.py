@@ -18,6 +18,7 @@ Each device is one actor and one coarse call; only this coordinator talks to the
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -26,6 +27,7 @@ import numpy as np
 
 from optics.core.measurement import MeasurementSpec, check_spec_names
 from pipeline.config import ConfigError, RunConfig
+from pipeline.tracking.lifecycle import tracked_run
 
 
 class StudyWorker:
@@ -39,8 +41,8 @@ class StudyWorker:
         return self._focusing() if self.kind == "focusing" else self._exceptional_point()
 
     def _focusing(self) -> dict:
-        from optics.scattering.medium import medium as scattering
-        from optics.scattering.medium import model_free
+        from optics.scattering import medium as scattering
+        from optics.scattering import model_free
 
         s = self.settings
         medium = scattering.ScatteringMedium(scattering.MediumSpec(**s["medium"]), self.seed, self.measurement)
@@ -90,7 +92,7 @@ def _settings(cfg: RunConfig) -> tuple[list, dict]:
 
 def _check_device(kind: str, s: dict) -> None:
     if kind == "focusing":
-        from optics.scattering.medium import medium as scattering
+        from optics.scattering import medium as scattering
 
         check_spec_names(scattering.MediumSpec, s["medium"])
         spec = scattering.MediumSpec(**s["medium"])
@@ -102,11 +104,11 @@ def _check_device(kind: str, s: dict) -> None:
 
 
 def run_study(cfg: RunConfig) -> dict:
-    """Run every seed's device as an actor (through the fault path), log the results; returns the summary."""
+    """Run every seed's device as an actor (through the fault path), log the results; returns the summary.
+    The run lives in :func:`pipeline.tracking.lifecycle.tracked_run`: FINISHED, FAILED or KILLED."""
     import ray
 
     from pipeline.run.build import flat_params, make_plan_policy, make_tracker, run_tags, start_ray
-    from pipeline.run.driver import tracked_run
     from pipeline.run.rounds import call_chips
 
     seeds, spec = _settings(cfg)
@@ -115,15 +117,22 @@ def run_study(cfg: RunConfig) -> dict:
     start_ray(cfg)
     remote = ray.remote(num_cpus=cfg.chip.num_cpus, max_restarts=cfg.cluster.max_restarts)(StudyWorker)
     workers = [remote.remote(cfg.study.kind, seed, spec["settings"], spec["measurement"]) for seed in seeds]
-    tracker.start(flat_params(cfg), run_tags(cfg) | {"study": cfg.study.kind})
-    t0 = time.perf_counter()
-    with tracked_run(tracker, workers):
+    tags = run_tags(cfg) | {"study": cfg.study.kind}
+    with tracked_run(tracker, flat_params(cfg), tags, release=functools.partial(_stop_actors, workers)):
+        t0 = time.perf_counter()
         calls = {i: (lambda w=w: w.run.remote()) for i, w in enumerate(workers)}  # one coarse call per device
         found, _ = call_chips(
             calls, make_plan_policy(cfg, strict=True), f"study {cfg.study.kind}", tracker.event, workers
         )
         results = {seed: found[i] for i, seed in enumerate(seeds)}
         return _log_study(cfg, tracker, results, time.perf_counter() - t0)
+
+
+def _stop_actors(workers: list) -> None:
+    import ray
+
+    for w in workers:
+        ray.kill(w)
 
 
 def _log_study(cfg: RunConfig, tracker, results: dict, wall_s: float) -> dict:

@@ -29,10 +29,11 @@ import time
 from dataclasses import dataclass
 
 from pipeline.config import ConfigError, RunConfig, load_config
+from pipeline.reports.sweep_report import report_sweep
+from pipeline.sweeps.keys import job_key, twin_point
+from pipeline.tracking.lifecycle import tracked_run
 from pipeline.tracking.tracker import SweepRecord, default_uri
 
-# axes that change the chip, not the twin: the twin's masks are shared across their values
-HARDWARE_AXES = ("chip.level", "chip.hardware", "chip.measurement", "chip.only", "chip.calibrate_registration")
 ORDER = {"ideal": 0, "ffm": 1, "insilico": 2}  # submission order: masks first, long jobs early
 
 
@@ -47,10 +48,6 @@ class Job:
     needs: str | None = None  # key of the ideal job whose masks an insilico job deploys
 
 
-def _key(trainer: str, point, seed: int) -> str:
-    return "/".join([trainer, *(f"{k}={v}" for k, v in point), f"seed={seed}"])
-
-
 def expand(sw) -> list[Job]:
     """Every job of the grid, ideal ones (shared across hardware axes) first."""
     axes = list(sw.axes.items())
@@ -58,13 +55,13 @@ def expand(sw) -> list[Job]:
     jobs: dict[str, Job] = {}
     for seed in sw.seeds:
         for point in grid:
-            twin_point = tuple((k, v) for k, v in point if not k.startswith(HARDWARE_AXES))
-            ideal = _key("ideal", twin_point, seed)
+            twin = twin_point(point)
+            ideal = job_key("ideal", twin, seed)
             if {"ideal", "insilico"} & set(sw.trainers):
-                jobs.setdefault(ideal, Job(ideal, "ideal", seed, twin_point))
+                jobs.setdefault(ideal, Job(ideal, "ideal", seed, twin))
             for trainer in ("ffm", "insilico"):
                 if trainer in sw.trainers:
-                    key = _key(trainer, point, seed)
+                    key = job_key(trainer, point, seed)
                     jobs[key] = Job(key, trainer, seed, point, ideal if trainer == "insilico" else None)
     return sorted(jobs.values(), key=lambda j: ORDER[j.trainer])
 
@@ -146,11 +143,9 @@ def _run_job(job_cfg: dict) -> dict:
 
 
 def run_sweep(cfg: RunConfig) -> dict:
-    """Run (or resume) the sweep ``cfg.sweep``; returns {parent_run_id, done, failed, report}."""
-    import ray
-
-    from pipeline.run.build import start_ray
-
+    """Run (or resume) the sweep ``cfg.sweep``; returns {parent_run_id, done, failed, report}.
+    The parent run ends FINISHED, FAILED (a job failed, or the sweep itself) or KILLED (stopped
+    early, or Ctrl-C: rerunning the same command resumes it)."""
     base = _absolute(dataclasses.asdict(cfg))
     sw = cfg.sweep
     if cfg.tracking.kind != "mlflow":
@@ -162,6 +157,30 @@ def run_sweep(cfg: RunConfig) -> dict:
         parent, resumed = record.open(sw.name, sweep_fingerprint(base), sw.resume, _flat(base))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    try:
+        with tracked_run(record) as run:
+            failed, stopped, files = _run_jobs(cfg, base, jobs, record, resumed)
+            run.status = "KILLED" if stopped else ("FAILED" if failed else "FINISHED")
+    except KeyboardInterrupt:
+        print(f"sweep interrupted; rerun the same command to resume (parent run {parent})", flush=True)
+        raise
+    return {
+        "parent_run_id": parent,
+        "jobs": len(jobs),
+        "failed": failed,
+        "stopped": stopped,
+        "report": files,
+        "tracking_uri": record.uri,
+    }
+
+
+def _run_jobs(cfg: RunConfig, base: dict, jobs: list[Job], record: SweepRecord, resumed: bool):
+    """The jobs not finished yet, on the cluster, then the report; returns (failed, stopped, report files)."""
+    import ray
+
+    from pipeline.run.build import start_ray
+
+    sw, parent = cfg.sweep, record.run_id
     done = record.finished_jobs(parent)
     todo = [j for j in jobs if j.key not in done]
     print(
@@ -173,24 +192,9 @@ def run_sweep(cfg: RunConfig) -> dict:
     per_job = cfg.topology.n_chips * max(cfg.chip.num_cpus, 1e-3)
     width = sw.max_parallel or max(1, int(ray.cluster_resources().get("CPU", 1) // per_job))
     task = ray.remote(num_cpus=0, max_retries=1)(_run_job)
-    try:
-        failed, stopped = _schedule(task, base, todo, set(done), parent, width, sw.stop_after)
-    except KeyboardInterrupt:
-        record.close(parent, "KILLED")
-        print(f"sweep interrupted; rerun the same command to resume (parent run {parent})", flush=True)
-        raise
-    from pipeline.reports.sweep_report import report_sweep
-
+    failed, stopped = _schedule(task, base, todo, set(done), parent, width, sw.stop_after)
     files = report_sweep(record.uri, parent, os.path.join(sw.root, parent, "report"))
-    record.close(parent, "KILLED" if stopped else ("FAILED" if failed else "FINISHED"))
-    return {
-        "parent_run_id": parent,
-        "jobs": len(jobs),
-        "failed": failed,
-        "stopped": stopped,
-        "report": files,
-        "tracking_uri": record.uri,
-    }
+    return failed, stopped, files
 
 
 def _schedule(

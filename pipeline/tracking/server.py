@@ -18,7 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from pipeline.tracking.spool import Rejected
+from pipeline.tracking.spool import Rejected, check_spool, read_meta, replay
 
 
 class TrackingUnavailable(ValueError):
@@ -304,3 +304,13 @@ def _safe(uri: str) -> str:
 def default_uri() -> str:
     """``$MLFLOW_TRACKING_URI``, else MLflow's default local store in the current folder."""
     return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+
+
+def replay_spool(path: str, uri: str | None = None, timeout_s: float | None = None) -> int:
+    """Drain a leftover spool folder to ``uri`` (default: the URI it was written for); returns how
+    many records were sent (:func:`pipeline.tracking.spool.replay`)."""
+    check_spool(path)
+    uri = uri or read_meta(path).get("uri")
+    if not uri:
+        raise ValueError(f"{path}/meta.json names no tracking URI; pass --uri")
+    return replay(path, timeout_s, sender=MlflowSender(uri))

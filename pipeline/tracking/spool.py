@@ -362,21 +362,19 @@ def read_meta(path: str) -> dict:
         return {}
 
 
-def replay(path: str, uri: str | None = None, timeout_s: float | None = None, sender=None) -> int:
-    """Drain a leftover spool folder (e.g. after a crash or an outage) to ``uri`` (default: the
-    URI it was written for); returns how many records were sent. Raises :class:`SpoolBacklog`
-    if ``timeout_s`` passes first (the rest stays on disk)."""
+def check_spool(path: str) -> None:
+    """Raise FileNotFoundError (one line, with the fix) unless ``path`` is a spool folder."""
     if not os.path.isfile(os.path.join(path, "records.jsonl")):
         raise FileNotFoundError(
             f"{path} is not a tracking spool (no records.jsonl); pass the run's <output_dir>/tracking-spool folder"
         )
-    if sender is None:
-        from pipeline.tracking.server import MlflowSender
 
-        uri = uri or read_meta(path).get("uri")
-        if not uri:
-            raise ValueError(f"{path}/meta.json names no tracking URI; pass --uri")
-        sender = MlflowSender(uri)
+
+def replay(path: str, timeout_s: float | None = None, *, sender) -> int:
+    """Drain a leftover spool folder (e.g. after a crash or an outage) through ``sender`` (to MLflow:
+    :func:`pipeline.tracking.server.replay_spool`); returns how many records were sent. Raises
+    :class:`SpoolBacklog` if ``timeout_s`` passes first (the rest stays on disk)."""
+    check_spool(path)
     spool = Spool(path, sender)
     try:
         drained = spool.flush(timeout_s)

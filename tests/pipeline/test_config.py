@@ -62,3 +62,33 @@ def test_bad_values_one_line(override, match):
         cfg = load_config(compose(*override.split()))
         make_plan(cfg, 10)
     assert "\n" not in str(e.value)
+
+
+def test_conf_defaults_are_the_dataclass_defaults():
+    """One source of truth: what conf/ composes by default is exactly the dataclasses' defaults."""
+    from pipeline.config import RunConfig
+
+    assert load_config(compose()) == RunConfig()
+
+
+@pytest.mark.parametrize(
+    "override,key", [("trainer.epochs=two", "trainer.epochs"), ("topology.n_chips=1.5", "topology.n_chips")]
+)
+def test_typed_composition_refuses_wrong_types_as_one_line(override, key):
+    """ffm-train composes the ConfigStore root: a value of the wrong type fails composition, in one line."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from pipeline.config import TYPED_ROOT, register_schemas
+    from pipeline.errors import explain
+
+    register_schemas()
+    with pytest.raises(Exception) as e, initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        hydra_compose(TYPED_ROOT, overrides=[override])
+    line = explain(e.value)
+    assert line.startswith(f"{key}: ") and "\n" not in line
+
+
+def test_unknown_chip_kind_names_the_known_kinds():
+    with pytest.raises(ConfigError, match="chip.kind must be one of diffractive, mzi; got 'laser'"):
+        load_config(compose("chip.kind=laser"))

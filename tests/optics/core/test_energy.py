@@ -33,6 +33,12 @@ def test_photon_sweep_rows_get_light_level_columns():
         "chip.pad": "None",
         "chip.distance": "None",
         "trainer.batch_size": "32",
+        # what the job logged from its plan (pipeline.reports.run_report.plan_params): the small chip
+        "plan.geometry.n": "64",
+        "plan.geometry.n_layers": "3",
+        "plan.geometry.wavelength": "5.32e-07",
+        "plan.detector_pixels": "360",
+        "plan.measurement.quantum_efficiency": "0.64",
     }
     runs = [
         {

@@ -7,14 +7,11 @@ from optics.core.measurement import MeasurementSpec
 from optics.resonators.exceptional import (
     ResonatorChain,
     default_probes,
-    discriminant,
     drive_to_exceptional_point,
-    eigenvalues_from_fit,
     ep_residual,
     ffm_transmission_gradient,
-    fit_spectrum,
-    splitting,
 )
+from optics.resonators.spectrum import discriminant, eigenvalues_from_fit, fit_spectrum, splitting
 
 OFF = MeasurementSpec.off()
 W = default_probes()

@@ -7,13 +7,10 @@ from optics.core.backend import get_backend
 from optics.core.ffm import gradient_fidelity
 from optics.core.measurement import MeasurementSpec, PassKey
 from optics.core.propagation import propagate, propagate_transpose
+from optics.scattering.focus import FOCUS_LOSSES, focus_gradient, focus_loss, phase_conjugation
 from optics.scattering.medium import (
-    FOCUS_LOSSES,
     MediumSpec,
     ScatteringMedium,
-    focus_gradient,
-    focus_loss,
-    phase_conjugation,
     segment_sum,
     theoretical_enhancement,
     upsample,

@@ -133,7 +133,7 @@ def test_a_chip_constructor_error_is_one_line_with_the_actors_own_text(ray_clust
     import dataclasses
 
     from pipeline.config import load_config
-    from pipeline.run.build import load_split, make_plan
+    from pipeline.run.build import load_split, make_plan, make_workers
     from pipeline.run.rounds import ChipError
     from pipeline.run.topologies import make_topology
 
@@ -142,7 +142,7 @@ def test_a_chip_constructor_error_is_one_line_with_the_actors_own_text(ray_clust
     plan = make_plan(cfg, split.n_classes, len(split.train))
     plan = dataclasses.replace(plan, chips=tuple(dataclasses.replace(c, backend="cupy") for c in plan.chips))
     with pytest.raises(ChipError) as err:
-        make_topology(plan, cfg, split, ray_cluster.put(split), print)
+        make_topology(plan, cfg, split, ray_cluster.put(split), print, make_workers)
     line = str(err.value)
     assert "\n" not in line and line.startswith("chip ") and "ping" in line
     assert "CuPy" in line or "cupy" in line, line

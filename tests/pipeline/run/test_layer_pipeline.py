@@ -67,10 +67,10 @@ def test_stages_give_the_one_chip_gradient(sizes):
         for st in reversed(stages[:-1]):
             err = st.backward(0, mb, m, err, "chip")
     results = [st.finish(0) for st in stages]
-    got = np.concatenate([r["grad/phase"] for r in results])
+    got = np.concatenate([r.grads["phase"] for r in results])
     ref = _whole_network_gradient(split, phases, idx)
     assert np.linalg.norm(got - ref.grad_phase) <= 1e-10 * np.linalg.norm(ref.grad_phase)
-    assert abs(results[-1]["loss"] / results[-1]["n"] - ref.loss) < 1e-10
+    assert abs(results[-1].loss / results[-1].n - ref.loss) < 1e-10
 
 
 def test_pipeline_round_on_actors(ray_cluster):
@@ -80,7 +80,7 @@ def test_pipeline_round_on_actors(ray_cluster):
     params = split_params({"phase": phases}, [3, 2])
     results, bubble, _ = pipeline_round(workers, params, [1, 1], np.arange(16), 0, 4, "chip")
     ref = _whole_network_gradient(split, phases, np.arange(16))
-    got = np.concatenate([r["grad/phase"] for r in results])
+    got = np.concatenate([r.grads["phase"] for r in results])
     assert np.linalg.norm(got - ref.grad_phase) <= 1e-10 * np.linalg.norm(ref.grad_phase)
     assert 0.0 <= bubble < 1.0
     acc = pipeline_evaluate(workers, params, [1, 1], "val", len(split.val), 64, 0, "chip")

@@ -45,8 +45,8 @@ def test_aggregated_gradient_equals_one_process(ray_cluster):
         }
     remote_g, local_g = aggregate(results, True)["shared"]["phase"], aggregate(local, True)["shared"]["phase"]
     np.testing.assert_array_equal(remote_g, local_g)
-    assert alive == [0, 1] and results[0]["n"] == results[1]["n"] == 16
-    assert not np.array_equal(results[0]["grad/phase"], results[1]["grad/phase"])  # different chips
+    assert alive == [0, 1] and results[0].n == results[1].n == 16
+    assert not np.array_equal(results[0].grads["phase"], results[1].grads["phase"])  # different chips
     for w in workers:
         ray_cluster.kill(w)
 

@@ -36,7 +36,7 @@ def test_exceptional_point_study_lands_on_the_analytic_point(ray_cluster, tmp_pa
     assert run.data.tags["study"] == "exceptional_point"
     assert len(client.get_metric_history(run.info.run_id, "seed1/splitting")) == 13
     assert "figures/exceptional_point.png" in {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
-    assert json.load(open(tmp_path / "out" / "summary.json"))["study"] == "exceptional_point"
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["study"] == "exceptional_point"
 
 
 def test_focusing_study_ffm_beats_model_free_optimisers_in_optical_passes(ray_cluster, tmp_path):
@@ -71,3 +71,24 @@ def test_focusing_study_ffm_beats_model_free_optimisers_in_optical_passes(ray_cl
 def test_bad_study_settings_fail_in_one_line_before_ray(tmp_path, override, match):
     with pytest.raises(ConfigError, match=match):
         run_study(_cfg(tmp_path, "experiment=focusing", override))
+
+
+def test_a_study_that_fails_leaves_its_run_failed(ray_cluster, tmp_path, monkeypatch):
+    import pipeline.studies.runner as runner
+
+    def broken(cfg, tracker, results, wall_s):
+        tracker.event("logging the results")
+        raise RuntimeError("the results could not be logged")
+
+    monkeypatch.setattr(runner, "_log_study", broken)
+    cfg = _cfg(
+        tmp_path, "experiment=exceptional_point", "study.exceptional_point.seeds=[1]", "study.exceptional_point.steps=2"
+    )
+    with pytest.raises(RuntimeError, match="could not be logged"):
+        run_study(cfg)
+    client = MlflowClient(cfg.tracking.uri)
+    (run,) = client.search_runs([client.get_experiment_by_name(cfg.tracking.experiment).experiment_id])
+    assert run.info.status == "FAILED" and run.data.tags["study"] == "exceptional_point"
+    with open(client.download_artifacts(run.info.run_id, "events.txt", str(tmp_path))) as f:
+        events = f.read()
+    assert "logging the results" in events

@@ -67,7 +67,8 @@ def test_sweep_runs_in_parallel_resumes_where_it_stopped_and_reports(ray_cluster
     assert all(r.info.status == "FINISHED" for r in children)
     assert client.get_run(parent).info.status == "FINISHED"
 
-    rows = list(csv.DictReader(open(second["report"][0])))
+    with open(second["report"][0], newline="") as f:
+        rows = list(csv.DictReader(f))
     acc = {(r["trainer"], r["chip.level"]): float(r["mean"]) for r in rows}
     assert acc[("ffm", "0.0")] == acc[("ideal", "0.0")]  # a level-0 chip is the twin: identical training
     assert acc[("insilico", "0.0")] == acc[("ideal", "0.0")]

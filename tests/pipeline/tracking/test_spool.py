@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -80,7 +81,7 @@ def test_attachments_are_copies(tmp_path):
 
     def sender(records, maybe):
         gate.wait()
-        got.extend(open(r["file"], "rb").read() for r in records)
+        got.extend(pathlib.Path(r["file"]).read_bytes() for r in records)
 
     sp = Spool(tmp_path / "s", sender, **FAST)
     sp.submit({"kind": "artifact"}, attach=str(src))
@@ -106,7 +107,7 @@ def test_a_rejected_record_is_kept_aside_and_the_rest_flows(tmp_path):
     assert sp.flush(20)
     assert got == [0, 1, 2, 4, 5, 6, 7] and sp.rejected == 1
     sp.close()
-    kept = [json.loads(line) for line in open(tmp_path / "s" / "rejected.jsonl")]
+    kept = [json.loads(line) for line in (tmp_path / "s" / "rejected.jsonl").read_text().splitlines()]
     assert kept[0]["record"]["i"] == 3 and "INVALID_PARAMETER_VALUE" in kept[0]["error"]
 
 
@@ -151,7 +152,7 @@ def test_replay_after_a_killed_sender_sends_each_record_once(tmp_path):
         cwd=os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")),
     )
     assert proc.returncode == -signal.SIGKILL
-    before = [json.loads(line) for line in open(server)]
+    before = [json.loads(line) for line in server.read_text().splitlines()]
     assert before[-1]["i"] >= 12 and len(before) < 30
     with open(spool / "records.jsonl", "ab") as f:
         f.write(b'{"seq": 31, "i": 3')  # a submit torn by the crash: never acknowledged
@@ -165,12 +166,12 @@ def test_replay_after_a_killed_sender_sends_each_record_once(tmp_path):
             if maybe_sent and r["seq"] in seen:
                 continue
             if "file" in r:
-                blobs[r["i"]] = open(r["file"], "rb").read()
+                blobs[r["i"]] = pathlib.Path(r["file"]).read_bytes()
             with open(server, "a") as f:
                 f.write(json.dumps({"seq": r["seq"], "i": r["i"], "maybe": maybe_sent}) + "\n")
 
     sent = replay(str(spool), sender=sender)
-    after = [json.loads(line) for line in open(server)]
+    after = [json.loads(line) for line in server.read_text().splitlines()]
     assert [r["i"] for r in after] == list(range(30))  # every record once, in order
     assert sent == 30 - len(before) + len([s for s in flagged if s in seen])
     assert set(flagged) <= {r["seq"] for r in before[-4:]}  # only the batch in flight is in doubt

@@ -53,25 +53,26 @@ class Server:
         """Launch and wait until /health answers and our own process says it serves (not another's)."""
         t0, log = time.monotonic(), self.root / "server.log"
         seen, answered = (log.stat().st_size if log.exists() else 0), None
-        self.proc = subprocess.Popen(
-            [
-                os.path.join(os.path.dirname(sys.executable), "mlflow"),
-                "server",
-                "--backend-store-uri",
-                f"sqlite:///{self.root}/server.db",
-                "--artifacts-destination",
-                str(self.root / "artifacts"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--workers",
-                "1",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.root / "server.log", "a"),
-            start_new_session=True,
-        )
+        with open(log, "a") as err:  # the server writes to its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [
+                    os.path.join(os.path.dirname(sys.executable), "mlflow"),
+                    "server",
+                    "--backend-store-uri",
+                    f"sqlite:///{self.root}/server.db",
+                    "--artifacts-destination",
+                    str(self.root / "artifacts"),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    "1",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+            )
         while True:  # a loaded 2-core machine can take a while
             try:
                 if urllib.request.urlopen(self.url + "/health", timeout=2).status == 200:
@@ -243,7 +244,8 @@ def test_a_resume_logs_each_step_once_and_appends_events(server, tmp_path, monke
     assert second.end() is None
     assert [m.step for m in client.get_metric_history(run_id, "round/loss")] == list(range(14))
     assert [m.step for m in client.get_metric_history(run_id, "val_accuracy/mean")] == [9, 13]
-    ev = open(client.download_artifacts(run_id, "events.txt", str(tmp_path))).read().splitlines()
+    with open(client.download_artifacts(run_id, "events.txt", str(tmp_path))) as f:
+        ev = f.read().splitlines()
     assert ev == ["topology: 2 chips", "chip 1 restarted", "topology: 2 chips (resumed)", "done"]
     assert client.get_run(run_id).info.status == "FINISHED"
 
@@ -262,7 +264,8 @@ with t.spool._cond:                # as when a driver dies before its spool caug
 t.spool._thread.join(10)
 for s in range(1, 5):
     t.log_round(s, {"loss": float(s)})
-open(sys.argv[3], "wb").write(b"checkpoint of round 4")
+with open(sys.argv[3], "wb") as f:
+    f.write(b"checkpoint of round 4")
 t.log_file(sys.argv[3], "checkpoint")
 t.event("checkpoint at round 4")
 print(run_id, flush=True)
@@ -309,7 +312,8 @@ def test_a_killed_drivers_run_is_marked_failed_then_resumed_from_its_spool(serve
     again.event("resumed")
     assert again.end() is None
     assert [m.step for m in client.get_metric_history(doomed, "round/loss")] == list(range(7))
-    ev = open(client.download_artifacts(doomed, "events.txt", str(tmp_path))).read().splitlines()
+    with open(client.download_artifacts(doomed, "events.txt", str(tmp_path))) as f:
+        ev = f.read().splitlines()
     assert ev == ["started", "checkpoint at round 4", "resumed"]
     run = client.get_run(doomed)
     assert run.info.status == "FINISHED" and "driver.lost" not in run.data.tags

@@ -1,0 +1,145 @@
+"""Relations between config keys, checked after every value is (:func:`check_relations`).
+
+What a chip kind allows (its topologies, calibration, the inputs it takes) is asked of its
+adapter in :mod:`pipeline.chips`; nothing here compares chip kinds.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pipeline import chips
+from pipeline.config.schema import (
+    ChipConfig,
+    ConfigError,
+    DebugConfig,
+    RunConfig,
+    SweepConfig,
+    TaskConfig,
+    TrainerKind,
+)
+
+FEATURE_TASKS = {"iris": 4}  # tasks whose samples are feature vectors (their feature count), not images
+
+
+def check_relations(cfg: RunConfig) -> None:
+    _check_topology(cfg)
+    _check_task(cfg.task, cfg.chip)
+    calibrating = chips.kinds_with("calibrates_registration")
+    if cfg.chip.calibrate_registration and (cfg.chip.kind not in calibrating or cfg.topology.kind == "pipeline"):
+        raise ConfigError(
+            f"chip.calibrate_registration needs chip={' or chip='.join(calibrating)} and a topology other than pipeline"
+        )
+    if cfg.chip.samples_per_pass is not None and cfg.topology.kind == "pipeline":
+        raise ConfigError("chip.samples_per_pass does not apply to topology=pipeline; set topology.microbatches")
+    if cfg.cluster.kind == "address" and not cfg.cluster.address:
+        raise ConfigError("cluster.address must be set for cluster=address (e.g. cluster.address=ray://head:10001)")
+    if cfg.trainer.masks_from and cfg.trainer.kind != "insilico":
+        raise ConfigError("trainer.masks_from deploys trained masks: use it with trainer=insilico")
+    _check_sweep(cfg.sweep)
+    for name in ("focusing", "exceptional_point"):
+        _check_seeds(f"study.{name}.seeds", getattr(cfg.study, name).seeds)
+    if cfg.topology.kind == "pipeline" and cfg.cluster.on_chip_failure == "drop":
+        raise ConfigError(
+            "cluster.on_chip_failure=drop cannot apply to topology=pipeline: every stage holds "
+            "layers of the network; use on_chip_failure=fail (a failed round is re-run on every stage)"
+        )
+    d = cfg.debug
+    if (d.crash_chip is None) != (d.crash_round is None):
+        missing = "debug.crash_round" if d.crash_round is None else "debug.crash_chip"
+        raise ConfigError(f"debug.crash_chip and debug.crash_round must be set together; set {missing} too")
+    crash_points(d)
+
+
+def _check_topology(cfg: RunConfig) -> None:
+    top = cfg.topology
+    if top.kind == "single" and top.n_chips != 1:
+        raise ConfigError(f"topology.n_chips must be 1 for topology=single, got {top.n_chips}")
+    if len(top.chip_seeds) < top.n_chips:
+        raise ConfigError(
+            f"topology.chip_seeds has {len(top.chip_seeds)} seeds for {top.n_chips} chips; give one seed per chip"
+        )
+    _check_seeds("topology.chip_seeds", top.chip_seeds)
+    if cfg.trainer.batch_size < top.n_chips:
+        raise ConfigError(
+            f"trainer.batch_size={cfg.trainer.batch_size} is smaller than topology.n_chips="
+            f"{top.n_chips}; every chip needs at least one sample per round"
+        )
+    system = chips.system(cfg.chip.kind)
+    refused = system.topology_error(top.kind)
+    if refused:
+        raise ConfigError(refused)
+    if top.kind == "pipeline":
+        layers = system.max_stages(cfg.chip)
+        if top.n_chips > layers:
+            raise ConfigError(
+                f"topology.n_chips={top.n_chips} pipeline stages exceed the chip's {layers} layers; "
+                f"use topology.n_chips <= {layers} or raise chip.n_layers"
+            )
+
+
+def _check_seeds(key: str, seeds: list) -> None:
+    """Seeds are non-negative integers (NumPy refuses others)."""
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise ConfigError(f"{key} must list integers >= 0, got {s!r} in {list(seeds)!r}")
+
+
+def _check_task(task: TaskConfig, chip: ChipConfig) -> None:
+    for key in ("val_fraction", "test_fraction"):
+        value = getattr(task, key)
+        if not 0 < value < 1:
+            raise ConfigError(f"task.{key} must be a fraction in (0, 1), got {value!r}")
+    if task.name != "idx" and task.val_fraction + task.test_fraction >= 1:
+        raise ConfigError(
+            f"task.val_fraction + task.test_fraction must be < 1 (some samples must train), got "
+            f"{task.val_fraction} + {task.test_fraction}"
+        )
+    takes_features = chips.feature_kinds()
+    if task.name in FEATURE_TASKS and chip.kind not in takes_features:
+        raise ConfigError(
+            f"task={task.name} has {FEATURE_TASKS[task.name]} features, not images: use it with "
+            f"chip={' or chip='.join(takes_features)}"
+        )
+    if task.name == "idx" and not task.data_dir:
+        raise ConfigError("task.data_dir must name a folder of IDX files for task=idx")
+
+
+def n_features(task: TaskConfig) -> int:
+    """Features per sample a feature-vector chip takes: a feature task's own, else task.features."""
+    return FEATURE_TASKS.get(task.name, task.features)
+
+
+def crash_points(d: DebugConfig) -> tuple[tuple[int, str, int], ...]:
+    """``debug.crash_points`` (and crash_chip/crash_round) as (chip, call, round) triples."""
+    points = [] if d.crash_chip is None else [(d.crash_chip, "round", d.crash_round)]
+    for text in d.crash_points:
+        parts = str(text).split(":")
+        if (
+            len(parts) != 3
+            or parts[1] not in ("round", "val", "test")
+            or not all(p.isdigit() for p in (parts[0], parts[2]))
+        ):
+            raise ConfigError(
+                f"debug.crash_points entry {text!r} must be 'chip:call:round' with call "
+                "round, val or test (e.g. '0:val:6')"
+            )
+        points.append((int(parts[0]), parts[1], int(parts[2])))
+    return tuple(points)
+
+
+def _check_sweep(sw: SweepConfig) -> None:
+    trainer_kinds = tuple(TrainerKind)
+    if sw.name is None:
+        return
+    if not sw.seeds or not sw.trainers:
+        raise ConfigError(f"sweep {sw.name}: sweep.seeds and sweep.trainers must be non-empty lists")
+    _check_seeds("sweep.seeds", sw.seeds)
+    if sw.resume not in ("auto", "never") and not re.fullmatch(r"[0-9a-f]{32}", sw.resume):
+        raise ConfigError(f"sweep.resume must be auto, never or a parent run id (32 hex digits), got {sw.resume!r}")
+    bad = sorted(set(sw.trainers) - set(trainer_kinds))
+    if bad:
+        raise ConfigError(f"sweep.trainers has unknown trainer {bad[0]!r}; use {', '.join(trainer_kinds)}")
+    for key, values in sw.axes.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"sweep.axes.{key} must be a non-empty list of values, got {values!r}")

@@ -1,0 +1,199 @@
+"""The typed configuration: one dataclass per section. These dataclasses are the defaults.
+
+``conf/`` (Hydra) sets values; a value not set there is the field's default here. The same
+classes are registered with Hydra's ConfigStore (:func:`pipeline.config.register_schemas`),
+so ``ffm-train`` type-checks what it composes.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown, of the wrong type or out of range."""
+
+
+class TrainerKind(enum.StrEnum):
+    FFM = "ffm"  # fully forward mode: data and error passes on the chips
+    INSILICO = "insilico"  # backprop through the twin, deploy on the chips
+    IDEAL = "ideal"  # train and test on the twin (the upper bound)
+
+
+class TopologyKind(enum.StrEnum):
+    SINGLE = "single"
+    DATA_PARALLEL = "data_parallel"
+    PIPELINE = "pipeline"
+    WIDTH = "width"
+
+
+class Loss(enum.StrEnum):
+    CROSS_ENTROPY = "cross_entropy"
+
+
+@dataclass
+class ChipConfig:
+    kind: str = "diffractive"  # a chip system of pipeline.chips.CHIPS (diffractive | mzi)
+    geometry: str = "reference"  # diffractive: reference | small
+    n_modes: int | None = None  # mzi: modes (None: the task's features + 1 reference mode)
+    arrangement: str = "double"  # mzi: double (reflective, M = A^T R A, FFM-exact) | single
+    n: int | None = None  # overrides of the named geometry
+    n_layers: int | None = None
+    distance: float | None = None
+    pad: int | None = None
+    level: float = 1.0  # scales every imperfection and the noise
+    hardware: dict = field(default_factory=dict)  # HardwareSpec knobs (each scaled by level)
+    measurement: dict = field(default_factory=dict)  # MeasurementSpec knobs
+    backend: str = "numpy"
+    precision: str = "complex64"
+    fft_threads: int | None = None
+    fft_planner: str = "measure"  # measure (fast; plans shared via a wisdom file) | estimate
+    samples_per_pass: int | None = None  # memory-lean: at most this many samples per chip pass
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    resources: dict = field(default_factory=dict)  # custom Ray resources, e.g. {optical_chip: 1}
+    calibrate_registration: bool = False  # measure and correct plane registration before training
+    only: str | None = None  # diffractive: keep one imperfection group (chips.diffractive), zero the rest
+
+    options: dict = field(default_factory=dict)  # per-kind options, read by the chip system's adapter
+
+
+@dataclass
+class TaskConfig:
+    name: str = "digits"  # digits | idx | iris
+    features: int = 15  # mzi chips: PCA components of an image task (iris: its 4)
+    data_dir: str | None = None  # folder of MNIST-format IDX files (task=idx)
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    split_seed: int = 0
+
+
+@dataclass
+class TrainerConfig:
+    kind: str = "ffm"  # ffm | insilico | ideal
+    epochs: int = 4
+    batch_size: int = 32  # global batch, split across chips
+    eval_batch_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 0.1
+    momentum: float = 0.0
+    loss: str = "cross_entropy"
+    temperature: float = 0.003
+    train_amplitude: bool = False
+    fidelity_every: int = 10  # rounds between gradient-fidelity checks (0: never)
+    max_rounds: int | None = None  # stop early (debug and smoke runs)
+    masks_from: str | None = None  # insilico: deploy these trained phases (phases.npz), no training
+
+
+@dataclass
+class TopologyConfig:
+    kind: str = "data_parallel"  # single | data_parallel | pipeline | width
+    n_chips: int = 2
+    chip_seeds: list = field(default_factory=lambda: [1, 2])
+    shared_phases: bool = True  # one mask set for every chip, or one per chip
+    microbatches: int = 4  # pipeline: microbatches per round
+
+
+@dataclass
+class TrackingConfig:
+    kind: str = "mlflow"  # mlflow | none
+    uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else the local SQLite store
+    experiment: str = "ffm-optics"
+    run_name: str | None = None
+    log_images: bool = True
+    parent_run_id: str | None = None  # sweeps: the parent run this job's run nests under
+    flush_timeout_s: float = 120.0  # at the end: wait this long for the spool to drain
+    probe_timeout_s: float = 10.0  # before anything starts: is the tracking server there?
+    tags: dict = field(default_factory=dict)  # extra run tags (sweeps: the job key)
+
+
+@dataclass
+class ClusterConfig:
+    kind: str = "local"  # local | address
+    address: str | None = None
+    num_cpus: int | None = None  # local cluster size (None: all cores)
+    include_dashboard: bool = False
+    round_timeout_s: float = 600.0
+    max_restarts: int = 3  # per chip actor
+    round_retries: int = 3  # re-runs of a failed round before giving up on a chip
+    on_chip_failure: str = "fail"  # fail | drop
+    check_resources: bool = True  # refuse chips the cluster cannot place (off: autoscaling)
+
+
+@dataclass
+class DebugConfig:
+    crash_chip: int | None = None  # fault injection: this chip's process exits ...
+    crash_round: int | None = None  # ... at this round, once
+    crash_points: list = field(default_factory=list)  # more crashes: "chip:call:round", call round|val|test
+    interrupt_round: int | None = None  # simulate Ctrl-C before this round
+    kill_round: int | None = None  # SIGKILL this driver before this round (a lost driver)
+
+
+@dataclass
+class SweepConfig:
+    """A sweep of independent jobs (pipeline.sweeps.grid): one MLflow parent run, one child per job."""
+
+    name: str | None = None  # None: not a sweep, one training run
+    seeds: list = field(default_factory=list)  # each seed: shuffling seed and chip instance
+    trainers: list = field(default_factory=list)  # ideal | insilico | ffm (insilico reuses ideal's masks)
+    axes: dict = field(default_factory=dict)  # dotted config key -> list of values (a grid)
+    max_parallel: int | None = None  # jobs at once (None: cluster CPUs / CPUs per job)
+    resume: str = "auto"  # auto (same sweep, unfinished parent) | never | <parent run id>
+    root: str = "outputs/sweeps"  # job folders: <root>/<parent run id>/<job>
+    stop_after: int | None = None  # debug: stop after this many jobs (an interrupted sweep)
+
+
+@dataclass
+class FocusingConfig:
+    """experiment=focusing: FFM vs model-free focusing through a scattering medium."""
+
+    medium: dict = field(default_factory=dict)  # optics.scattering.medium.MediumSpec knobs
+    targets: list = field(default_factory=lambda: [[32, 32]])  # camera pixels (row, col) to focus on
+    seeds: list = field(default_factory=lambda: [1, 2, 3])  # one hidden medium per seed, one actor each
+    loss: str = "log_intensity"
+    ffm_steps: int = 40
+    lr: float = 0.3
+    sequential_cycles: int = 2
+    phase_steps: int = 4
+    pso_particles: int = 16
+    pso_iterations: int = 150
+
+
+@dataclass
+class ExceptionalPointConfig:
+    """experiment=exceptional_point: drive coupled resonators to an exceptional point."""
+
+    gain: list = field(default_factory=lambda: [-0.25, -2.25])  # net gain per resonator, units of gamma0
+    seeds: list = field(default_factory=lambda: [1, 2, 3])  # one hidden device per seed
+    start: list = field(default_factory=lambda: [1.0, -1.0, 2.0])  # knobs w1..wN, k1..k(N-1)
+    steps: int = 20
+    lr: float = 0.5
+    method: str = "gauss_newton"
+
+
+@dataclass
+class StudyConfig:
+    """Non-classification studies run by :mod:`pipeline.studies.runner` instead of training rounds."""
+
+    kind: str | None = None  # None | focusing | exceptional_point
+    focusing: FocusingConfig = field(default_factory=FocusingConfig)
+    exceptional_point: ExceptionalPointConfig = field(default_factory=ExceptionalPointConfig)
+
+
+@dataclass
+class RunConfig:
+    chip: ChipConfig = field(default_factory=ChipConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    topology: TopologyConfig = field(default_factory=TopologyConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    debug: DebugConfig = field(default_factory=DebugConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
+    seed: int = 0
+    checkpoint_every: int = 20
+    resume: str | None = None  # checkpoint .npz or MLflow run id
+    vars: dict = field(default_factory=dict)  # free values experiment files interpolate
+    output_dir: str | None = None  # None: outputs/<date_time> (Hydra: its run folder)
