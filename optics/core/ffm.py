@@ -35,7 +35,7 @@ class Objective:
     ``temperature``, targets are integer labels) or 'mse' (targets are intensity images)."""
 
     kind: str = "cross_entropy"
-    temperature: float = 0.01
+    temperature: float = 0.003  # in units of the input power; ffm-train's trainer.temperature reads it
 
     def __post_init__(self) -> None:
         check_choice("loss", self.kind, LOSSES)

@@ -28,7 +28,7 @@ class OptimizerSpec:
     """``kind`` 'adam' or 'sgd'; ``lr`` in radians per step for Adam (per unit gradient for SGD)."""
 
     kind: str = "adam"
-    lr: float = 0.05
+    lr: float = 0.1  # radians per step: the training default (ffm-train's trainer.lr reads it from here)
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8

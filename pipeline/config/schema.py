@@ -10,6 +10,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from optics.core.ffm import Objective
+from optics.core.optim import OptimizerSpec
+
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown, of the wrong type or out of range."""
@@ -75,11 +78,11 @@ class TrainerConfig:
     epochs: int = 4
     batch_size: int = 32  # global batch, split across chips
     eval_batch_size: int = 128
-    optimizer: str = "adam"
-    lr: float = 0.1
+    optimizer: str = OptimizerSpec.kind
+    lr: float = OptimizerSpec.lr
     momentum: float = 0.0
-    loss: str = "cross_entropy"
-    temperature: float = 0.003
+    loss: str = Objective.kind
+    temperature: float = Objective.temperature
     train_amplitude: bool = False
     fidelity_every: int = 10  # rounds between gradient-fidelity checks (0: never)
     max_rounds: int | None = None  # stop early (debug and smoke runs)
