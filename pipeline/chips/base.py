@@ -93,7 +93,6 @@ class ChipSystem(Protocol):
     layout: PhaseLayout
     topologies: tuple[str, ...]  # topology kinds that can run it
     calibrates_registration: bool  # chip.calibrate_registration applies
-    free_space: bool  # has a propagation grid (preflight checks its padding and memory)
 
     def design(self, knobs: ChipKnobs, n_classes: int, n_features: int) -> Design:
         """Geometry and hardware knobs from the chip keys; ValueError names the key on bad values."""
@@ -115,6 +114,11 @@ class ChipSystem(Protocol):
 
     def detector_regions(self, chip) -> np.ndarray | None:
         """(n, n) class-region image of a camera, or None (detectors that are not a picture)."""
+
+    def preflight(self, spec: ChipSpec, batch: int, memory_bytes: float | None) -> list[str]:
+        """Checks computed in the driver before any actor exists (a free-space chip: its
+        propagation grid, padding and memory for ``batch`` samples); returns warning lines;
+        ValueError (one line naming the key and the fix) on a chip that cannot run."""
 
     def detector_pixels(self, geometry) -> int | None:
         """Camera pixels of all class detectors of one chip (photon reports), or None (no camera)."""

@@ -9,7 +9,8 @@ from optics.diffractive.calibration import calibrate_registration
 from optics.diffractive.chip import DigitalTwin, SimulatedChip
 from optics.diffractive.geometry import Geometry
 from optics.diffractive.imperfections import HardwareSpec
-from pipeline.chips.base import Design, InitialPhases, Inputs, PhaseLayout, no_options, unsupported_topology
+from pipeline.chips.base import ChipSpec, Design, InitialPhases, Inputs, PhaseLayout, no_options, unsupported_topology
+from pipeline.chips.diffractive_grid import check_grid
 
 GEOMETRIES = {"reference": Geometry.reference, "small": Geometry.small}
 # chip.only=<group>: keep this group of imperfection knobs at its level-1 value, zero the rest
@@ -44,7 +45,6 @@ class Diffractive:
     layout = PhaseLayout.PLANES
     topologies = ("single", "data_parallel", "pipeline", "width")
     calibrates_registration = True
-    free_space = True
 
     def _geometry(self, knobs, n_classes: int) -> Geometry:
         keys = ("n", "n_layers", "distance", "pad")
@@ -80,6 +80,9 @@ class Diffractive:
 
     def detector_regions(self, chip) -> np.ndarray | None:
         return chip.detectors.region_image()
+
+    def preflight(self, spec: ChipSpec, batch: int, memory_bytes: float | None) -> list[str]:
+        return check_grid(spec, batch, memory_bytes)
 
     def detector_pixels(self, geometry) -> int | None:
         return geometry.n_classes * geometry.detector_px**2

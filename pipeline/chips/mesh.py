@@ -7,7 +7,7 @@ import numpy as np
 from optics.core.data import Split, encode_modes, reduce_features
 from optics.mesh.layout import MeshErrors, MeshGeometry
 from optics.mesh.mzi import MeshTwin, SimulatedMesh
-from pipeline.chips.base import Design, InitialPhases, Inputs, PhaseLayout, no_options
+from pipeline.chips.base import ChipSpec, Design, InitialPhases, Inputs, PhaseLayout, no_options
 
 
 class Mesh:
@@ -18,7 +18,6 @@ class Mesh:
     layout = PhaseLayout.COLUMNS
     topologies = ("single", "data_parallel")
     calibrates_registration = False
-    free_space = False
 
     def design(self, knobs, n_classes: int, n_features: int) -> Design:
         no_options(self.kind, knobs.options)
@@ -65,6 +64,9 @@ class Mesh:
 
     def detector_regions(self, chip) -> np.ndarray | None:
         return None  # its detectors are modes, not a picture
+
+    def preflight(self, spec: ChipSpec, batch: int, memory_bytes: float | None) -> list[str]:
+        return []  # (N, N) matrices: nothing to size before the actors start
 
     def detector_pixels(self, geometry) -> int | None:
         return None  # coherent receivers on output modes, not camera pixels

@@ -16,87 +16,27 @@ as lines for the console.
 from __future__ import annotations
 
 import glob
-import math
 import os
 import re
 import socket
 import tempfile
-import warnings
 
 import numpy as np
 
-from optics.core.propagation import SamplingWarning, choose_padded_size, spread_px
-from optics.diffractive.geometry import Geometry
-from optics.diffractive.imperfections import draw_hidden_state
 from pipeline.chips import system_of
 from pipeline.config import ConfigError
 
-MAX_PADDED_PX = 16384  # a 16384^2 complex64 field is 2 GiB: beyond any chip's budget
-GIB = 1024**3
-
-
-def chip_bytes(g: Geometry, n_pad: int, batch: int, itemsize: int, threads: int) -> int:
-    """Memory of one chip's training round, bytes: ``(L+1)`` transfer functions on the padded
-    grid, the data and error taps of ``batch`` samples (``2 (L+1)`` fields of ``n^2`` each),
-    and a padded workspace per FFT thread (with its plan buffers, about 4 fields)."""
-    taps = 2 * (g.n_layers + 1) * batch * g.n * g.n
-    return itemsize * ((g.n_layers + 1) * n_pad * n_pad + taps + 4 * threads * n_pad * n_pad)
-
 
 def check_chips(chips: tuple, batch: int, memory_bytes: float | None) -> list[str]:
-    """Propagation, padding and memory of every free-space chip spec; returns warning lines."""
+    """Each chip system's own preflight of every chip spec (propagation grid, padding, memory);
+    returns warning lines; a bad value raises ConfigError with the adapter's one line."""
     notes: list[str] = []
     for spec in chips:
-        g = spec.geometry
-        if not system_of(spec).free_space:
-            continue
-        n_pad, caught = _padded_size(spec, g)
-        notes += [f"chip {spec.index}: {w.message}" for w in caught]
-        if n_pad > MAX_PADDED_PX:
-            raise ConfigError(
-                f"chip: the propagation grid would be {n_pad} x {n_pad} px (n={g.n}, distance="
-                f"{g.distance:g} m, pitch={g.pitch:g} m); at most {MAX_PADDED_PX}: lower chip.distance "
-                "or chip.n, or set chip.pad"
-            )
-        itemsize = 16 if spec.precision == "complex128" else 8
-        need = chip_bytes(g, n_pad, spec.samples_per_pass or batch, itemsize, spec.fft_threads or 1)
-        if memory_bytes and need > memory_bytes:
-            raise ConfigError(
-                f"chip: one chip needs about {need / GIB:.1f} GiB (grid {n_pad}^2 px, "
-                f"{spec.samples_per_pass or batch} samples per pass) but the cluster has "
-                f"{memory_bytes / GIB:.1f} GiB; lower trainer.batch_size, set chip.samples_per_pass, "
-                "or lower chip.n / chip.distance"
-            )
-    return list(dict.fromkeys(notes))
-
-
-def _padded_size(spec, g: Geometry) -> tuple[int, list]:
-    """The chip's FFT grid over its longest hidden spacing, and the padding warnings."""
-    try:
-        hidden = draw_hidden_state(spec.hardware, g, spec.seed)
-    except ValueError as exc:
-        if "plane spacing" not in str(exc):
-            raise ConfigError(f"chip (chip {spec.index}, seed {spec.seed}): {exc}") from None
-        raise ConfigError(
-            f"chip.hardware.distance_error_m={spec.hardware.distance_error_m:g} x chip.level="
-            f"{spec.hardware.level:g} makes a plane spacing of chip {spec.index} (seed {spec.seed}) "
-            f"<= 0 at chip.distance={g.distance:g} m; lower chip.level or "
-            "chip.hardware.distance_error_m, or raise chip.distance"
-        ) from None
-    z = g.distance + float(np.abs(hidden.distances - g.distance).max())
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", SamplingWarning)
         try:
-            n_pad = choose_padded_size(g.n, g.pitch, g.wavelength, z, pad=g.pad, force=g.force_padding)
-        except ValueError:
-            spread = spread_px(g.pitch, g.wavelength, z)
-            need = math.ceil(spread / 2)
-            raise ConfigError(
-                f"chip.pad={g.pad} px per side aliases (light spreads {spread:.1f} px per side over "
-                f"z={z:.3g} m, chip {spec.index}); use chip.pad >= {need}, or chip.pad=null for "
-                "automatic padding"
-            ) from None
-    return n_pad, [w for w in caught if issubclass(w.category, SamplingWarning)]
+            notes += system_of(spec).preflight(spec, batch, memory_bytes)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    return list(dict.fromkeys(notes))
 
 
 def check_backend(backend: str, local: bool) -> None:
