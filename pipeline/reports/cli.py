@@ -20,7 +20,8 @@ import csv
 import os
 import sys
 
-from pipeline.tracking.tracker import default_uri, log_report, read_runs
+from pipeline.tracking.runs import log_report, read_runs
+from pipeline.tracking.server import default_uri
 
 KEYS = [
     "samples_per_s",
@@ -181,8 +182,8 @@ def _sweep(args) -> int:
 
 def _replay(argv: list[str]) -> int:
     """``ffm-report replay <spool> [--uri URI] [--timeout S]``: drain a leftover spool, in order, once."""
+    from pipeline.tracking.server import TrackingUnavailable, probe, replay_spool
     from pipeline.tracking.spool import SpoolBacklog, SpoolBusy, read_meta
-    from pipeline.tracking.tracker import TrackingUnavailable, probe, replay_spool
 
     p = argparse.ArgumentParser(prog="ffm-report replay", description=_replay.__doc__)
     p.add_argument("spool", help="the run's tracking spool folder (<output_dir>/tracking-spool)")

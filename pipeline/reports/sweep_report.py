@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline.reports.photon_report import AXIS, add_photon_columns
 from pipeline.sweeps.keys import parse_key, twin_point
-from pipeline.tracking.tracker import log_run_files, read_runs
+from pipeline.tracking.runs import log_run_files, read_runs
 
 TRAINERS = ("ideal", "insilico", "ffm")
 

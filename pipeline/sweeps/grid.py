@@ -32,7 +32,8 @@ from pipeline.config import ConfigError, RunConfig, load_config
 from pipeline.reports.sweep_report import report_sweep
 from pipeline.sweeps.keys import job_key, twin_point
 from pipeline.tracking.lifecycle import tracked_run
-from pipeline.tracking.tracker import SweepRecord, default_uri
+from pipeline.tracking.runs import SweepRecord
+from pipeline.tracking.server import default_uri
 
 ORDER = {"ideal": 0, "ffm": 1, "insilico": 2}  # submission order: masks first, long jobs early
 

@@ -20,20 +20,12 @@ import time
 
 import numpy as np
 
-from pipeline.tracking.runs import (  # noqa: F401  (re-exported: the tracking API is this module)
-    SweepRecord,
-    get_run,
-    log_report,
-    log_run_files,
-    read_runs,
-    short,
-)
-from pipeline.tracking.server import (  # noqa: F401  (re-exported: the tracking API is this module)
+from pipeline.tracking.runs import get_run, short
+from pipeline.tracking.server import (
     HEARTBEAT_S,
     HEARTBEAT_TAG,
     LOST_TAG,
     MlflowSender,
-    TrackingUnavailable,
     create_run,
     default_uri,
     driver_tags,

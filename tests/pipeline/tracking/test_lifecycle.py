@@ -8,7 +8,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline.tracking.lifecycle import tracked_run
-from pipeline.tracking.tracker import MlflowTracker, SweepRecord
+from pipeline.tracking.runs import SweepRecord
+from pipeline.tracking.tracker import MlflowTracker
 
 
 class Boom(RuntimeError):

@@ -20,8 +20,8 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.reports import cli as report_cli
 from pipeline.tracking import tracker as tracking
-from pipeline.tracking.server import driver_gone
-from pipeline.tracking.tracker import MlflowTracker, TrackingBacklog, TrackingUnavailable, mark_dead_runs, probe
+from pipeline.tracking.server import TrackingUnavailable, driver_gone, mark_dead_runs, probe
+from pipeline.tracking.tracker import MlflowTracker, TrackingBacklog
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 
