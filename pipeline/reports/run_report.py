@@ -59,12 +59,12 @@ def log_final_artifacts(sess, state, test: dict, figures) -> None:
     regions = sess.topo.detector_regions(state.alive)
     for name, r in test.items():
         tr.log_figure(
-            figures.confusion_matrix(r["confusion"], f"{name}: test {r['accuracy']:.3f}"),
+            figures.confusion_matrix(r.confusion, f"{name}: test {r.accuracy:.3f}"),
             f"figures/confusion_{name}.png",
         )
-        if "examples" in r and regions is not None:
+        if r.examples is not None and regions is not None:
             tr.log_figure(
-                figures.detector_images(r["examples"], regions, f"{name}: detected intensity"),
+                figures.detector_images(r.examples, regions, f"{name}: detected intensity"),
                 f"figures/detector_examples_{name}.png",
             )
 

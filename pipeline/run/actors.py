@@ -21,7 +21,7 @@ from optics.core.data import Split
 from optics.core.detectors import detector_scores
 from optics.core.measurement import PassKey
 from pipeline.chips import ChipSpec, ChipSystem, system_of
-from pipeline.run.coordinator import RoundResult, Target
+from pipeline.run.coordinator import EvalResult, RoundResult, Target
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ class ChipWorker:
         batch_size: int,
         n_examples: int = 0,
         probabilities: bool = False,
-    ) -> dict:
+    ) -> EvalResult:
         """Accuracy and confusion matrix on ``subset`` ('val' or 'test'); optional detector images
         and per-sample softmax probabilities of the detector scores (for combining chips)."""
         self.fault.maybe_crash(self.spec.index, subset, round_index)
@@ -183,17 +183,14 @@ class ChipWorker:
                 probs.append(z / z.sum(axis=1, keepdims=True))
             if len(examples) < n_examples:
                 examples.extend(target.backend.to_numpy(intensity[: n_examples - len(examples)]))
-        out = {
-            "accuracy": float(np.trace(confusion) / max(confusion.sum(), 1)),
-            "confusion": confusion,
-            "detected_fraction": detected / max(len(data), 1),
-        }
-        if n_examples:
-            out["examples"] = np.asarray(examples, dtype=np.float32)
-        if probabilities:
-            out["probabilities"] = np.concatenate(probs)
-            out["labels"] = data.labels
-        return out
+        return EvalResult(
+            float(np.trace(confusion) / max(confusion.sum(), 1)),
+            confusion,
+            detected / max(len(data), 1),
+            np.asarray(examples, dtype=np.float32) if n_examples else None,
+            np.concatenate(probs) if probabilities else None,
+            data.labels if probabilities else None,
+        )
 
     def ping(self) -> bool:
         """Answers once the constructor has finished (the driver pings every chip after creating it)."""

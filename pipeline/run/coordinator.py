@@ -62,6 +62,26 @@ class RoundResult:
 
 
 @dataclass(frozen=True)
+class EvalResult:
+    """One evaluation (validation or test) of a chip, a combination of chips or a layer pipeline.
+
+    ``accuracy`` in [0, 1]; ``confusion`` (C, C) counts, rows true class, columns predicted;
+    ``detected_fraction``: the mean fraction of each input's power on the detectors (unit
+    input power); ``examples`` (K, ...) detected intensities of the first samples, when asked;
+    ``probabilities`` (N, C) per-sample softmax of the detector scores with their ``labels``
+    (N,), when asked (chips combined electronically); ``subtask_accuracy``: group -> accuracy
+    of each chip's sub-task (the width topology's combined result)."""
+
+    accuracy: float
+    confusion: np.ndarray
+    detected_fraction: float | None = None
+    examples: np.ndarray | None = None
+    probabilities: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    subtask_accuracy: dict | None = None
+
+
+@dataclass(frozen=True)
 class StageResult:
     """One layer-pipeline stage's round (:meth:`pipeline.run.layer_pipeline.StageWorker.finish`).
 

@@ -34,7 +34,7 @@ from pipeline.run.build import (
     run_tags,
     start_ray,
 )
-from pipeline.run.coordinator import TrainState, batch_indices, end_epoch, init_state, step
+from pipeline.run.coordinator import EvalResult, Target, TrainState, batch_indices, end_epoch, init_state, step
 from pipeline.run.preflight import check_inputs, check_output_dir, finite_phases
 from pipeline.run.topologies import make_topology
 from pipeline.tracking.lifecycle import tracked_run
@@ -269,9 +269,9 @@ def _validate(sess: Session, state: TrainState) -> TrainState:
         )
         state = dataclasses.replace(state, alive=alive)
         for name, r in res.items():
-            metrics[f"{subset}_accuracy/{name}"] = r["accuracy"]
-            sess.history.setdefault(f"{subset}_accuracy/{name}", []).append((state.round, r["accuracy"]))
-        metrics[f"{subset}_accuracy/mean"] = float(np.mean([r["accuracy"] for r in res.values()]))
+            metrics[f"{subset}_accuracy/{name}"] = r.accuracy
+            sess.history.setdefault(f"{subset}_accuracy/{name}", []).append((state.round, r.accuracy))
+        metrics[f"{subset}_accuracy/mean"] = float(np.mean([r.accuracy for r in res.values()]))
     sess.history.setdefault("val_mean", []).append((state.round, metrics["val_accuracy/mean"]))
     sess.tracker.log_metrics(metrics | {"epoch": state.epoch + 1}, step=state.round)
     return end_epoch(state, metrics["val_accuracy/mean"])
@@ -288,12 +288,12 @@ def _finish(sess: Session, state: TrainState, wall_s: float) -> dict:
     state, test, twin = _final_tests(sess, state)
     summary = _summary(sess, state, test, twin, wall_s)
     detected = {
-        f"final_detected_fraction/{name}": r["detected_fraction"]  # twin: noise-free
+        f"final_detected_fraction/{name}": r.detected_fraction  # twin: noise-free
         for name, r in list(test.items()) + [("twin", twin)]
-        if "detected_fraction" in r
+        if r.detected_fraction is not None
     }
     sess.tracker.log_metrics(
-        {f"final_test_accuracy/{name}": r["accuracy"] for name, r in test.items()}
+        {f"final_test_accuracy/{name}": r.accuracy for name, r in test.items()}
         | detected
         | {"final_test_accuracy/twin": summary["twin_test_accuracy"]},
         step=state.round,
@@ -304,7 +304,7 @@ def _finish(sess: Session, state: TrainState, wall_s: float) -> dict:
     return summary
 
 
-def _final_tests(sess: Session, state: TrainState) -> tuple[TrainState, dict, dict]:
+def _final_tests(sess: Session, state: TrainState) -> tuple[TrainState, dict[str, EvalResult], EvalResult]:
     """The best phases tested on the deployment target (with examples) and on the twin."""
     cfg, plan, topo = sess.cfg, sess.plan, sess.topo
     test, alive = topo.evaluate(
@@ -318,18 +318,18 @@ def _final_tests(sess: Session, state: TrainState) -> tuple[TrainState, dict, di
     )
     state = dataclasses.replace(state, alive=alive)
     twin, _ = topo.evaluate(
-        state.best_params, state.alive, "test", state.round + 1, "twin", cfg.trainer.eval_batch_size
+        state.best_params, state.alive, "test", state.round + 1, Target.TWIN, cfg.trainer.eval_batch_size
     )
     return state, test, next(iter(twin.values()))
 
 
-def _summary(sess: Session, state: TrainState, test: dict, twin: dict, wall_s: float) -> dict:
+def _summary(sess: Session, state: TrainState, test: dict[str, EvalResult], twin: EvalResult, wall_s: float) -> dict:
     cfg, plan = sess.cfg, sess.plan
     where = sess.topo.locate(state.alive)
     per_chip = {
         name: {
-            "test_accuracy": r["accuracy"],
-            **{k: r[k] for k in ("subtask_accuracy",) if k in r},
+            "test_accuracy": r.accuracy,
+            **({"subtask_accuracy": r.subtask_accuracy} if r.subtask_accuracy is not None else {}),
             **where.get(name, {}),
         }
         for name, r in test.items()
@@ -338,7 +338,7 @@ def _summary(sess: Session, state: TrainState, test: dict, twin: dict, wall_s: f
         "trainer": cfg.trainer.kind,
         "deployed_on": plan.deploy_on,
         "chips": per_chip,
-        "twin_test_accuracy": twin["accuracy"],
+        "twin_test_accuracy": twin.accuracy,
         "rounds": state.round,
         "epochs": state.epoch,
         "wall_seconds": wall_s,

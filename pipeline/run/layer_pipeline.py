@@ -35,7 +35,7 @@ from optics.core.data import Split
 from optics.core.detectors import detector_scores
 from optics.core.measurement import PassKey
 from pipeline.run.actors import NO_FAULTS, ChipSpec, FaultPlan, WorkerCore
-from pipeline.run.coordinator import StageResult, Target
+from pipeline.run.coordinator import EvalResult, StageResult, Target
 from pipeline.run.rounds import ChipError, ChipFailure, FailurePolicy, actor_error_line, call_each, new_death
 
 
@@ -230,7 +230,7 @@ def pipeline_evaluate(
     c = int(max(labels.max(), pred.max())) + 1
     confusion = np.zeros((c, c), dtype=np.int64)
     np.add.at(confusion, (labels, pred), 1)
-    return {"accuracy": float((pred == labels).mean()), "confusion": confusion}
+    return EvalResult(float((pred == labels).mean()), confusion)
 
 
 def retry_whole(

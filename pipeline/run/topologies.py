@@ -15,7 +15,16 @@ import time
 import numpy as np
 
 from pipeline.config import TopologyKind
-from pipeline.run.coordinator import Target, aggregate, chip_group, grad_norm, round_metrics, shards, stage_group
+from pipeline.run.coordinator import (
+    EvalResult,
+    Target,
+    aggregate,
+    chip_group,
+    grad_norm,
+    round_metrics,
+    shards,
+    stage_group,
+)
 from pipeline.run.layer_pipeline import make_stage_workers, pipeline_evaluate, pipeline_round, retry_whole, stage_layers
 from pipeline.run.rounds import call_each, call_round, evaluate_chips, fingerprint
 
@@ -53,7 +62,7 @@ class DataParallel:
         on: Target,
         batch_size: int,
         n_examples: int = 0,
-    ) -> dict[str, dict]:
+    ) -> tuple[dict[str, EvalResult], list[int]]:
         chips = alive if on == Target.CHIP else alive[:1]
         res, dropped = evaluate_chips(
             self.workers,
@@ -123,7 +132,7 @@ class Width(DataParallel):
         on: Target,
         batch_size: int,
         n_examples: int = 0,
-    ) -> dict[str, dict]:
+    ) -> tuple[dict[str, EvalResult], list[int]]:
         res, dropped = evaluate_chips(
             self.workers,
             alive,
@@ -137,20 +146,20 @@ class Width(DataParallel):
             self.event,
             probabilities=True,
         )
-        labels = next(iter(res.values()))["labels"]
+        labels = next(iter(res.values())).labels
         n_classes = sum(len(self.plan.chips[k].classes) for k in range(len(self.plan.chips)))
         scores = np.full((len(labels), n_classes), -np.inf)
         for k, r in res.items():
             classes = list(self.plan.chips[k].classes)
-            scores[:, classes] = r["probabilities"][:, : len(classes)]
+            scores[:, classes] = r.probabilities[:, : len(classes)]
         pred = scores.argmax(axis=1)
         confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
         np.add.at(confusion, (labels, pred), 1)
-        combined = {
-            "accuracy": float((pred == labels).mean()),
-            "confusion": confusion,
-            "subtask_accuracy": {chip_group(k): r["accuracy"] for k, r in res.items()},
-        }
+        combined = EvalResult(
+            float((pred == labels).mean()),
+            confusion,
+            subtask_accuracy={chip_group(k): r.accuracy for k, r in res.items()},
+        )
         return {"combined": combined}, [k for k in alive if k not in dropped]
 
     def locate(self, alive: list[int]) -> dict[str, dict]:
@@ -217,7 +226,7 @@ class LayerPipeline:
         on: Target,
         batch_size: int,
         n_examples: int = 0,
-    ) -> dict[str, dict]:
+    ) -> tuple[dict[str, EvalResult], list[int]]:
         stage, versions = self._stage_params(params)
         res = retry_whole(
             lambda: pipeline_evaluate(

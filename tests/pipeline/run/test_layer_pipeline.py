@@ -84,6 +84,6 @@ def test_pipeline_round_on_actors(ray_cluster):
     assert np.linalg.norm(got - ref.grad_phase) <= 1e-10 * np.linalg.norm(ref.grad_phase)
     assert 0.0 <= bubble < 1.0
     acc = pipeline_evaluate(workers, params, [1, 1], "val", len(split.val), 64, 0, "chip")
-    assert 0.0 <= acc["accuracy"] <= 1.0 and acc["confusion"].sum() == len(split.val)
+    assert 0.0 <= acc.accuracy <= 1.0 and acc.confusion.sum() == len(split.val)
     for w in workers:
         ray_cluster.kill(w)

@@ -35,7 +35,7 @@ def _version(params: dict) -> int:
 
 
 def _evaluate(worker: ChipWorker, params: dict, subset: str, round_index: int, on: str) -> float:
-    return worker.evaluate(params, _version(params), subset, round_index, on, EVAL_BATCH)["accuracy"]
+    return worker.evaluate(params, _version(params), subset, round_index, on, EVAL_BATCH).accuracy
 
 
 def _train(worker: ChipWorker, on: str, epochs: int = 20, batch: int = 16, lr: float = 0.1, seed: int = 0):
