@@ -1,4 +1,4 @@
-"""Optical chips: the ``OpticalChip`` protocol, the ideal ``DigitalTwin``, a ``SimulatedChip``.
+"""Diffractive chips: the ideal ``DigitalTwin`` and a ``SimulatedChip`` (``OpticalChip``s, :mod:`optics.core.chip`).
 
 A chip is programmed with commanded phases (radians, (L, n, n)) and optional amplitudes
 (transmission in (0, 1], (L, n, n)), then runs passes on batches. Every pass returns

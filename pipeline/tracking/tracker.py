@@ -1,4 +1,4 @@
-"""Experiment tracking: the only module that talks to MLflow.
+"""Experiment tracking of one training run: the tracker the coordinator logs through (MLflow or none).
 
 During a run every call (metrics, params, tags, artifacts, events, the final status) goes
 through an on-disk spool (:mod:`pipeline.tracking.spool`) drained in order by a background thread, so
