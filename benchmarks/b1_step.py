@@ -41,7 +41,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 import warnings
 
 import numpy as np
@@ -50,6 +49,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from measure import Clock, cpu_step_peak_mb, machine  # noqa: E402
 from torch_net import TorchNet  # noqa: E402
 
 from optics import DigitalTwin, Geometry, Objective, SimulatedChip, forward_only_step, get_backend  # noqa: E402
@@ -109,55 +109,7 @@ def batches(g: Geometry, batch: int, count: int, seed: int = 0):
     return out, source
 
 
-# -- memory -----------------------------------------------------------------------------------
-def _status_kb(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return -1
-
-
-def cpu_step_peak_mb(fn) -> float | None:
-    """Rise of peak RSS over one call of ``fn`` (MB), or None where the kernel does not allow a reset."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        return None
-    base = _status_kb("VmRSS")
-    fn()
-    return (_status_kb("VmHWM") - base) / 1024.0
-
-
 # -- the run ----------------------------------------------------------------------------------
-class Clock:
-    """Seconds of ``fn()``: perf_counter on the CPU; CUDA events (after a device sync) on the GPU."""
-
-    def __init__(self, device: str, cp=None, torch=None):
-        self.device, self.cp, self.torch = device, cp, torch
-
-    def sync(self):
-        if self.device == "gpu":
-            if self.torch is not None:
-                self.torch.cuda.synchronize()
-            self.cp.cuda.Device().synchronize()
-
-    def __call__(self, fn) -> float:
-        if self.device == "cpu":
-            t0 = time.perf_counter()
-            fn()
-            return time.perf_counter() - t0
-        self.sync()
-        start, end = self.cp.cuda.Event(), self.cp.cuda.Event()
-        start.record()
-        fn()
-        self.sync()
-        end.record()
-        end.synchronize()
-        return self.cp.cuda.get_elapsed_time(start, end) / 1e3
-
-
 def run_case(case: str, args, torch, cp) -> dict:
     g = geometry(case)
     batch = args.batch or CASES[case]["batch"][args.device]
@@ -323,41 +275,6 @@ def run_case(case: str, args, torch, cp) -> dict:
     record["taps_mb"] = 2 * g.n_layers * batch * g.n * g.n * 8 / 2**20
     record["contenders"] = res
     return record
-
-
-def machine(device: str, torch, cp) -> dict:
-    info = {
-        "host": platform.node(),
-        "machine": platform.machine(),
-        "cores": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-        "cpu": platform.processor(),
-    }
-    try:
-        with open("/proc/cpuinfo") as f:
-            info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    try:
-        import pyfftw
-
-        info["pyfftw"] = pyfftw.__version__
-    except ImportError:
-        info["pyfftw"] = None
-    if torch is not None:
-        info["torch"] = torch.__version__
-        info["torch_threads"] = torch.get_num_threads()
-    if cp is not None:
-        props = cp.cuda.runtime.getDeviceProperties(0)
-        info |= {
-            "gpu": props["name"].decode(),
-            "cupy": cp.__version__,
-            "cuda_runtime": cp.cuda.runtime.runtimeGetVersion(),
-        }
-    return info
 
 
 def table(result: dict) -> str:

@@ -35,7 +35,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
-from b1_step import batches, cpu_step_peak_mb, geometry  # noqa: E402
+from b1_step import batches, geometry  # noqa: E402
+from measure import cpu_step_peak_mb  # noqa: E402
 
 from optics import DigitalTwin, Objective, forward_only_step, get_backend  # noqa: E402
 
