@@ -14,10 +14,6 @@ import pathlib
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = ("optics", "pipeline")
 
-# Edges (importer, imported) in files whose owner still has to remove them; each entry names
-# the fix. Remove an entry once its edge is gone (the test then checks the entry is not stale).
-ALLOWED_EDGES: set[tuple[str, str]] = set()
-
 
 def _module_name(path: pathlib.Path) -> str:
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
@@ -135,9 +131,5 @@ def test_the_graph_sees_function_level_imports():
 
 
 def test_no_import_cycles():
-    graph = import_graph()
-    stale = {(a, b) for a, b in ALLOWED_EDGES if b not in graph.get(a, set())}
-    assert not stale, f"allow-listed import edges no longer exist, remove them from ALLOWED_EDGES: {sorted(stale)}"
-    pruned = {name: {t for t in targets if (name, t) not in ALLOWED_EDGES} for name, targets in graph.items()}
-    cycle = find_cycle(pruned)
+    cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)

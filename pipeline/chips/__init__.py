@@ -41,9 +41,9 @@ def system_of(spec: ChipSpec) -> ChipSystem:
     raise ValueError(f"no chip system has geometry {type(spec.geometry).__name__}; known: {', '.join(CHIPS)}")
 
 
-def kinds_with(capability: str) -> tuple[str, ...]:
-    """The kinds whose adapter has ``capability`` (an attribute that is true), for messages."""
-    return tuple(k for k, a in CHIPS.items() if getattr(a, capability))
+def calibrating_kinds() -> tuple[str, ...]:
+    """The kinds whose registration can be calibrated (``chip.calibrate_registration``)."""
+    return tuple(k for k, a in CHIPS.items() if a.calibrates_registration)
 
 
 def feature_kinds() -> tuple[str, ...]:
@@ -60,8 +60,8 @@ __all__ = [
     "InitialPhases",
     "Inputs",
     "PhaseLayout",
+    "calibrating_kinds",
     "feature_kinds",
-    "kinds_with",
     "system",
     "system_of",
 ]

@@ -16,7 +16,12 @@ import types
 import typing
 from typing import Any
 
+from optics.core.optim import OPTIMIZERS
+from optics.mesh.layout import ARRANGEMENTS
+from optics.resonators.exceptional import METHODS
+from optics.scattering.focus import FOCUS_LOSSES
 from pipeline import chips
+from pipeline.chips.diffractive import GEOMETRIES
 from pipeline.config.checks import check_relations, crash_points, n_features
 from pipeline.config.schema import (
     ChipConfig,
@@ -42,27 +47,22 @@ TYPED_ROOT = "ffm_train"  # ConfigStore: the primary config ffm-train composes (
 
 CHOICES = {
     "chip.kind": tuple(chips.CHIPS),
-    "chip.arrangement": ("double", "single"),
-    "chip.geometry": ("reference", "small"),
+    "chip.arrangement": ARRANGEMENTS,
+    "chip.geometry": tuple(GEOMETRIES),
     "chip.backend": ("numpy", "cupy"),
     "chip.precision": ("complex64", "complex128"),
     "chip.fft_planner": ("estimate", "measure"),
     "task.name": ("digits", "idx", "iris"),
     "trainer.kind": tuple(TrainerKind),
-    "trainer.optimizer": ("adam", "sgd"),
+    "trainer.optimizer": OPTIMIZERS,
     "trainer.loss": tuple(Loss),
     "topology.kind": tuple(TopologyKind),
     "tracking.kind": ("mlflow", "none"),
     "cluster.kind": ("local", "address"),
     "study.kind": ("focusing", "exceptional_point"),
     "cluster.on_chip_failure": ("fail", "drop"),
-    "study.focusing.loss": (
-        "intensity",
-        "log_intensity",
-        "fraction",
-        "log_fraction",
-    ),  # optics.scattering.medium.FOCUS_LOSSES
-    "study.exceptional_point.method": ("gauss_newton", "adam", "sgd"),  # optics.resonators.exceptional.METHODS
+    "study.focusing.loss": FOCUS_LOSSES,
+    "study.exceptional_point.method": METHODS,
 }
 POSITIVE = {
     "study.focusing.ffm_steps",

@@ -25,7 +25,7 @@ FEATURE_TASKS = {"iris": 4}  # tasks whose samples are feature vectors (their fe
 def check_relations(cfg: RunConfig) -> None:
     _check_topology(cfg)
     _check_task(cfg.task, cfg.chip)
-    calibrating = chips.kinds_with("calibrates_registration")
+    calibrating = chips.calibrating_kinds()
     if cfg.chip.calibrate_registration and (cfg.chip.kind not in calibrating or cfg.topology.kind == "pipeline"):
         raise ConfigError(
             f"chip.calibrate_registration needs chip={' or chip='.join(calibrating)} and a topology other than pipeline"

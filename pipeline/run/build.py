@@ -40,14 +40,22 @@ class Plan:
     policy: FailurePolicy
     fault: FaultPlan
     init: InitialPhases  # the chip system's: 'pi' (diffractive: off the SLM wrap) | 'uniform' (mzi: off bar/cross)
-    train_on: Target  # chip (ffm) or twin (insilico, ideal)
-    deploy_on: Target  # chip (ffm, insilico) or twin (ideal)
+    trainer: TrainerKind
+    topology: TopologyKind
     shared: bool
     groups: dict[GroupId, tuple]  # parameter group -> its phase shape
+    layout: PhaseLayout  # how figures draw the phases (the chip system's)
     notes: tuple = ()  # warnings for the console (marginal padding)
-    trainer: TrainerKind = TrainerKind.FFM
-    topology: TopologyKind = TopologyKind.DATA_PARALLEL
-    layout: PhaseLayout = PhaseLayout.PLANES  # how figures draw the phases (the chip system's)
+
+    @property
+    def train_on(self) -> Target:
+        """Where rounds run: the chip (ffm) or the twin (insilico, ideal)."""
+        return TRAIN_ON[self.trainer]
+
+    @property
+    def deploy_on(self) -> Target:
+        """Where the trained phases are tested: the chip (ffm, insilico) or the twin (ideal)."""
+        return DEPLOY_ON[self.trainer]
 
 
 def _checked(section: str, make):
@@ -112,13 +120,11 @@ def _plan(cfg: RunConfig, n_classes: int) -> Plan:
         make_plan_policy(cfg),
         _fault_plan(cfg),
         system.init,
-        TRAIN_ON[trainer],
-        DEPLOY_ON[trainer],
+        trainer,
+        topology,
         cfg.topology.shared_phases,
         _groups(cfg, geometry),
-        trainer=trainer,
-        topology=topology,
-        layout=system.layout,
+        system.layout,
     )
 
 

@@ -36,6 +36,7 @@ from pipeline.run.build import (
 )
 from pipeline.run.coordinator import EvalResult, Target, TrainState, batch_indices, end_epoch, init_state, step
 from pipeline.run.preflight import check_inputs, check_output_dir, finite_phases
+from pipeline.run.rounds import stop_actors
 from pipeline.run.topologies import make_topology
 from pipeline.tracking.lifecycle import tracked_run
 
@@ -91,7 +92,7 @@ def train(raw_cfg) -> dict:
     topo, split_ref = _start_chips(cfg, plan, split, tracker)
     sess = _session(cfg, plan, topo, tracker, split, split_ref)
     params = flat_params(cfg) | plan_params(plan)  # the plan's quantities: what the reports compute from
-    release = functools.partial(_stop_actors, topo.workers)
+    release = functools.partial(stop_actors, topo.workers)
     with tracked_run(tracker, params, run_tags(cfg), run_id, release=release):
         if cfg.resume:
             tracker.event(f"resumed at round {state.round} from {cfg.resume}")
@@ -124,11 +125,6 @@ def _session(cfg: RunConfig, plan, topo, tracker, split, split_ref) -> Session:
         total = 0
     ckpt_path = os.path.join(cfg.output_dir, "checkpoints", "latest.npz")
     return Session(cfg, plan, topo, tracker, len(split.train), n_batches, total, ckpt_path, {}, split_ref)
-
-
-def _stop_actors(workers: list) -> None:
-    for w in workers:
-        ray.kill(w)
 
 
 def _initial_state(cfg: RunConfig, plan, tracker) -> tuple[TrainState, str | None]:
@@ -240,7 +236,7 @@ def _round(sess: Session, state: TrainState) -> tuple[TrainState, dict]:
     cfg, plan = sess.cfg, sess.plan
     batch = batch_indices(cfg.seed, state.epoch, state.position, sess.n_train, cfg.trainer.batch_size)
     every = cfg.trainer.fidelity_every
-    fidelity = plan.train_on == "chip" and every > 0 and state.round % every == 0
+    fidelity = plan.train_on == Target.CHIP and every > 0 and state.round % every == 0
     t0 = time.perf_counter()
     grads, metrics, alive = sess.topo.run_round(state.params, state.alive, batch, state.round, fidelity)
     if alive != state.alive:

@@ -214,7 +214,7 @@ def pipeline_evaluate(
     round_index: int,
     on: Target,
     timeout_s: float | None = None,
-) -> dict:
+) -> EvalResult:
     """Accuracy and confusion through the whole chain."""
     refs = [ray.put(p) for p in stage_params]
     outs = []

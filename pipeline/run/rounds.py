@@ -262,3 +262,9 @@ def call_each(workers: list, chips: list[int], method: str, policy: FailurePolic
     strict = FailurePolicy(policy.timeout_s, policy.retries, "fail", policy.backoff_s, policy.max_backoff_s)
     calls = {k: (lambda k=k: getattr(workers[k], method).remote(*args)) for k in chips}
     return call_chips(calls, strict, method, event, workers)[0]
+
+
+def stop_actors(workers: list) -> None:
+    """Kill every chip actor of a run (its end, however it ends); Ray does not restart them."""
+    for w in workers:
+        ray.kill(w)

@@ -109,7 +109,7 @@ def run_study(cfg: RunConfig) -> dict:
     import ray
 
     from pipeline.run.build import flat_params, make_plan_policy, make_tracker, run_tags, start_ray
-    from pipeline.run.rounds import call_chips
+    from pipeline.run.rounds import call_chips, stop_actors
 
     seeds, spec = _settings(cfg)
     tracker = make_tracker(cfg)
@@ -118,7 +118,7 @@ def run_study(cfg: RunConfig) -> dict:
     remote = ray.remote(num_cpus=cfg.chip.num_cpus, max_restarts=cfg.cluster.max_restarts)(StudyWorker)
     workers = [remote.remote(cfg.study.kind, seed, spec["settings"], spec["measurement"]) for seed in seeds]
     tags = run_tags(cfg) | {"study": cfg.study.kind}
-    with tracked_run(tracker, flat_params(cfg), tags, release=functools.partial(_stop_actors, workers)):
+    with tracked_run(tracker, flat_params(cfg), tags, release=functools.partial(stop_actors, workers)):
         t0 = time.perf_counter()
         calls = {i: (lambda w=w: w.run.remote()) for i, w in enumerate(workers)}  # one coarse call per device
         found, _ = call_chips(
@@ -126,13 +126,6 @@ def run_study(cfg: RunConfig) -> dict:
         )
         results = {seed: found[i] for i, seed in enumerate(seeds)}
         return _log_study(cfg, tracker, results, time.perf_counter() - t0)
-
-
-def _stop_actors(workers: list) -> None:
-    import ray
-
-    for w in workers:
-        ray.kill(w)
 
 
 def _log_study(cfg: RunConfig, tracker, results: dict, wall_s: float) -> dict:

@@ -8,7 +8,6 @@ The split is what :func:`pipeline.run.build.load_split` makes for chip=mzi on ir
 
 import math
 import time
-import zlib
 
 import numpy as np
 
@@ -19,6 +18,7 @@ from optics.core.optim import OptimizerSpec
 from optics.mesh.layout import MeshErrors, MeshGeometry
 from pipeline.run.actors import ChipSpec, ChipWorker
 from pipeline.run.coordinator import SHARED, aggregate, batch_indices, end_epoch, init_state, step
+from pipeline.run.rounds import fingerprint
 
 GEOMETRY = MeshGeometry(5, 3)
 EVAL_BATCH = 128
@@ -29,13 +29,8 @@ def _worker(split, objective, level: float, seed: int = 1) -> ChipWorker:
     return ChipWorker(spec, split, objective)
 
 
-def _version(params: dict) -> int:
-    """A content hash of the phases (as the pipeline's broadcast uses): reprogram only on change."""
-    return zlib.crc32(np.ascontiguousarray(params["phase"]).view(np.uint8))
-
-
 def _evaluate(worker: ChipWorker, params: dict, subset: str, round_index: int, on: str) -> float:
-    return worker.evaluate(params, _version(params), subset, round_index, on, EVAL_BATCH).accuracy
+    return worker.evaluate(params, fingerprint(params), subset, round_index, on, EVAL_BATCH).accuracy
 
 
 def _train(worker: ChipWorker, on: str, epochs: int = 20, batch: int = 16, lr: float = 0.1, seed: int = 0):
@@ -50,7 +45,7 @@ def _train(worker: ChipWorker, on: str, epochs: int = 20, batch: int = 16, lr: f
         for _ in range(per_epoch):
             idx = batch_indices(seed, state.epoch, state.position, n_train, batch)
             params = state.params[SHARED]
-            res = worker.run_round(params, _version(params), idx, state.round, on)
+            res = worker.run_round(params, fingerprint(params), idx, state.round, on)
             state = step(state, aggregate({0: res}, shared=True), opt, per_epoch)
         state = end_epoch(state, _evaluate(worker, state.params[SHARED], "val", state.round, on))
     return state.best_params[SHARED], state
