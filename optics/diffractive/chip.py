@@ -13,19 +13,25 @@ the phases the chip realises, for the gradient-fidelity diagnostic.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import numpy as np
 
 from optics.core.backend import Backend, get_backend
 from optics.core.camera import Camera
-from optics.core.measurement import MeasurementSpec, PassKey, Tap
+from optics.core.measurement import (
+    MeasurementSpec,
+    PassKey,
+    Tap,
+    measure_field_,
+    measure_intensity,
+    reference_rotation,
+)
 from optics.core.propagation import Propagator, check_field, make_propagator
 from optics.core.taps import Taps
-from optics.diffractive import donn
+from optics.diffractive import donn, reload
 from optics.diffractive.detectors import make_detectors
 from optics.diffractive.geometry import Geometry
 from optics.diffractive.imperfections import HardwareSpec, HiddenState, draw_hidden_state, shift_map, slm_response
+from optics.diffractive.input_cache import InputPlaneCache
 
 
 class _DiffractiveBase:
@@ -77,6 +83,7 @@ class _DiffractiveBase:
             t = t * amps.astype(self.backend.real_dtype)
         self.transmissions = t
         self.amplitudes = amps
+        self._commanded = (phases, amps)
 
     def _checked(self, name: str, value, shape):
         arr = self.backend.asarray(value, dtype=self.backend.xp.float64)
@@ -227,8 +234,52 @@ class SimulatedChip(_DiffractiveBase):
         """This chip's cameras: its measurement spec, keyed by its seed."""
         return Camera(self.measurement, self.seed, self.backend)
 
+    @property
+    def reloads(self) -> bool:
+        """True under the measure-and-reload model (:mod:`optics.diffractive.reload`)."""
+        return getattr(self.measurement, "model", "monitors") == "reload"
+
+    def _commanded_transmissions(self):
+        """``A_l exp(i phi_l)`` as commanded (L, n, n): what a reload chip multiplies its taps by."""
+        xp = self.backend.xp
+        phases, amps = self._commanded
+        t = xp.exp(1j * phases).astype(self.backend.complex_dtype, copy=False)
+        return t if amps is None else t * amps.astype(self.backend.real_dtype)
+
+    def _reload_camera(self, key: PassKey):
+        """``(measure, key)``: the camera of every hop of one reload pass (one reference phase per pass)."""
+        spec, backend = self.measurement, self.backend
+        key = self.camera.keyed(key)
+        if spec.noiseless:
+            return (lambda field, tap, scale: None), key
+        rotation = reference_rotation(spec, key, backend)
+
+        def measure(field, tap, scale):
+            measure_field_(field, spec, key, tap, backend, scale, rotation)
+
+        return measure, key
+
+    def _reload_data_pass(self, inputs, key: PassKey) -> Taps:
+        measure, key = self._reload_camera(key)
+        load = reload.loader_levels(self._hidden.quant_step, self.backend)
+        taps = reload.data_pass(
+            self._illuminated(inputs),
+            self.transmissions,
+            self._commanded_transmissions(),
+            self.props,
+            measure,
+            load,
+            Tap.DETECTOR,
+            self.backend,
+        )
+        y, sent = taps.output, taps.intensity
+        intensity = measure_intensity((y * y.conj()).real / sent, self.measurement, key, self.backend) * sent
+        return Taps(taps.fields, y, intensity.astype(self.backend.real_dtype, copy=False))
+
     def data_pass(self, inputs, key: PassKey) -> Taps:
         """Measured taps ``u_1..u_L``, detector field and detector intensity."""
+        if self.reloads:
+            return self._reload_data_pass(inputs, key)
         taps = self._data_pass(self._illuminated(inputs))
         measured = [(taps.fields[layer], layer) for layer in range(taps.fields.shape[0])]
         intensity = self.camera.data_pass_taps(key, measured + [(taps.output, Tap.DETECTOR)], taps.intensity)
@@ -237,6 +288,12 @@ class SimulatedChip(_DiffractiveBase):
     def error_pass(self, error, key: PassKey, to_input: bool = False) -> Taps:
         """Forward-only error pass: the same optics, layer order reversed (``P``, not ``P^T``)."""
         check_field("error", error, self.geometry.n)
+        if self.reloads:
+            measure, _ = self._reload_camera(key)
+            load = reload.loader_levels(self._hidden.quant_step, self.backend)
+            return reload.error_pass(
+                error, self.transmissions, self.props, measure, load, Tap.INPUT_ERROR, self.backend, to_input
+            )
         taps = donn.error_pass(error, self.transmissions, self.props, transpose=False, to_input=to_input)
         measured = [(taps.fields[layer], layer) for layer in range(taps.fields.shape[0])]
         if to_input:
@@ -245,6 +302,8 @@ class SimulatedChip(_DiffractiveBase):
         return taps
 
     def infer(self, inputs, key: PassKey):
+        if self.reloads:
+            return self._reload_data_pass(inputs, key).intensity
         y = donn.output_field(self._illuminated(inputs), self.transmissions, self.props)
         return self.camera.detected(key, (y * y.conj()).real)
 
@@ -270,81 +329,6 @@ class SimulatedChip(_DiffractiveBase):
             "level": self.hardware.level,
             "symmetric": all(p.symmetric for p in self.props if p),
             "relay_input": self.relay_input,
+            "measurement_model": getattr(self.measurement, "model", "monitors"),
             **self.geometry.__dict__,
         }
-
-
-class InputPlaneCache:
-    """``P_0 x`` per sample, reused when the same input comes back (every epoch after the first).
-
-    The light reaching layer 1 does not depend on the phases, so a data pass whose inputs are
-    all held skips its first propagation (2 of its ``2 (L + 1)`` FFTs). Samples are found by
-    an exact integer fingerprint (the field's bits as 64-bit words, dotted with two fixed
-    random odd words, modulo ``2**64``: integer arithmetic, so the key of a sample is the
-    same in any batch, on any CPU or BLAS, in any summation order) and then compared
-    exactly with the stored input, so a hit returns exactly what the propagation would compute and a changed
-    input is never served stale. Holds ``capacity`` samples (least recently used evicted):
-    two (capacity, n, n) complex slabs on the chip's backend.
-    """
-
-    def __init__(self, capacity: int, n: int, backend: Backend):
-        self.capacity, self.backend = capacity, backend
-        xp, cdt = backend.xp, backend.complex_dtype
-        self._x = xp.empty((capacity, n, n), dtype=cdt)
-        self._a = xp.empty((capacity, n, n), dtype=cdt)
-        words = n * n * np.dtype(cdt).itemsize // 8
-        w = np.random.default_rng(0x1C).integers(0, 2**63, size=(words, 2), dtype=np.uint64) * 2 + 1
-        self._w = backend.asarray(w)
-        self._slots: OrderedDict = OrderedDict()
-        self.hits = self.misses = 0
-
-    def lookup(self, x):
-        """``(P_0 x or None, keys)`` for complex inputs ``x`` (B, n, n); the keys go to :meth:`store`."""
-        b = x.shape[0]
-        if b > self.capacity:
-            return None, None
-        x = self.backend.xp.ascontiguousarray(x)
-        keys = self.keys(x)
-        slots = [self._slots.get(k) for k in keys]
-        if any(s is None for s in slots):
-            self.misses += 1
-            return None, keys
-        idx = self._index(slots)
-        if not bool(self.backend.xp.array_equal(self._x[idx], x)):
-            self.misses += 1
-            return None, keys
-        for k in keys:
-            self._slots.move_to_end(k)
-        self.hits += 1
-        return self._a[idx], keys
-
-    def keys(self, x) -> list[bytes]:
-        """Per-sample keys of contiguous complex inputs ``x`` (B, n, n): ``words @ w mod 2**64``."""
-        words = x.view(self.backend.xp.uint64).reshape(x.shape[0], -1)
-        return [row.tobytes() for row in self.backend.to_numpy(words @ self._w)]
-
-    def _index(self, slots: list[int]):
-        """Slots as a slice (a view, no gather) when consecutive, as a batch stored in order is."""
-        if slots == list(range(slots[0], slots[0] + len(slots))):
-            return slice(slots[0], slots[0] + len(slots))
-        return self.backend.asarray(np.asarray(slots, dtype=np.int64))
-
-    def store(self, x, first, keys) -> None:
-        """Hold ``first = P_0 x`` for each sample of ``x`` under ``keys`` from :meth:`lookup`."""
-        if keys is None:
-            return
-        slots = []
-        for k in keys:
-            slot = self._slots.get(k)
-            if slot is None:
-                if len(self._slots) < self.capacity:
-                    slot = len(self._slots)
-                else:
-                    _, slot = self._slots.popitem(last=False)
-                self._slots[k] = slot
-            else:
-                self._slots.move_to_end(k)
-            slots.append(slot)
-        idx = self._index(slots)
-        self._x[idx] = x
-        self._a[idx] = first

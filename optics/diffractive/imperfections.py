@@ -56,6 +56,9 @@ class HardwareSpec:
     registration_tilt_rad: float = 2.4e-6
     # lateral offset of each mask on its plane (diagonal: keeps symmetry); off by default
     mask_decentre_px: float = 0.0
+    # one SLM, one camera and one hop serve every layer in turn (a measure-and-reload rig,
+    # Xue et al. 2024): every layer sees the same screen, response and hop errors
+    time_multiplexed: bool = False
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -88,7 +91,14 @@ class HiddenState:
 
 
 def draw_hidden_state(spec: HardwareSpec, geometry: Geometry, seed: int) -> HiddenState:
-    """Draw one chip instance from ``seed`` (same seed, same chip)."""
+    """Draw one chip instance from ``seed`` (same seed, same chip).
+
+    ``spec.time_multiplexed``: the draw of a one-layer chip, its layer and its second hop
+    repeated for every layer, so a chip of any depth has the hop of the one-layer chip of
+    the same seed (the rig an emulator serves, :mod:`optics.rig.emulator`)."""
+    if spec.time_multiplexed:
+        one = draw_hidden_state(replace(spec, time_multiplexed=False), replace(geometry, n_layers=1), seed)
+        return _tiled(one, geometry.n_layers)
     rng = np.random.default_rng([int(seed), 0x0F1])
     lv, n, n_layers = spec.level, geometry.n, geometry.n_layers
     gaps = n_layers + 1
@@ -108,6 +118,19 @@ def draw_hidden_state(spec: HardwareSpec, geometry: Geometry, seed: int) -> Hidd
     )
     return HiddenState(
         distances, shifts, tilts, screens, max(gamma, 0.05), quant, lv * spec.crosstalk_sigma_px, offsets, illum
+    )
+
+
+def _tiled(one: HiddenState, n_layers: int) -> HiddenState:
+    """A one-layer draw with its layer (and the hop after it) repeated ``n_layers`` times."""
+    gaps = np.concatenate([[0], np.ones(n_layers, dtype=int)])
+    return replace(
+        one,
+        distances=one.distances[gaps],
+        shifts_m=one.shifts_m[gaps],
+        tilts_rad=one.tilts_rad[gaps],
+        phase_screens=np.repeat(one.phase_screens, n_layers, axis=0),
+        mask_offsets_px=np.repeat(one.mask_offsets_px, n_layers, axis=0),
     )
 
 
