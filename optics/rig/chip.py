@@ -232,6 +232,7 @@ class RigChip:
             frames = self.frames(loaded, exposure_s)
             if holography.saturated_fraction(frames, full_scale) <= self.settings.saturation_max_fraction:
                 return holography.phase_shifting_cross(frames, self.steps), exposure_s
+            self.bus.counters.retakes += 1
             exposure_s /= 4.0
         raise RigFault(f"rig: frames still saturate at {exposure_s:.3g} s exposure; lower the light")
 
@@ -344,7 +345,7 @@ class RigChip:
         return done
 
     def counters(self) -> dict:
-        """Cumulative ``frames``, ``slm_writes`` and ``rig_seconds``."""
+        """Cumulative ``frames``, ``slm_writes``, ``rig_seconds``, ``retries`` and saturated ``retakes``."""
         return self.bus.counters.as_dict()
 
     def seconds_per_sample(self) -> dict:

@@ -48,10 +48,11 @@ class Counters:
     frames: int = 0
     slm_writes: int = 0
     rig_seconds: float = 0.0
-    retries: int = 0
+    retries: int = 0  # failed calls tried again
+    retakes: int = 0  # shots taken again at a lower exposure because they saturated
 
     def as_dict(self) -> dict:
-        return {"frames": self.frames, "slm_writes": self.slm_writes, "rig_seconds": self.rig_seconds}
+        return dict(self.__dict__)
 
 
 def quiet_slmsuite() -> None:

@@ -188,3 +188,28 @@ def test_bad_rigs_are_refused_before_any_frame():
     assert hardware[0].bench.frames == 1  # only the frame slmsuite's Camera took when it was made
     with pytest.raises(RuntimeError, match="not calibrated"):
         chip.data_pass(_batch(1)[0], None)
+
+
+def test_timing_model_counts_what_the_rig_does():
+    from optics.rig.timing import PAPER_RIG, RigTiming
+
+    chip, _, twin = _rig(EmulatorSpec(seed=1), drift_every_batches=10**6)
+    chip.calibrate(twin)
+    chip.program(_smooth_phases())
+    x, labels = _batch(6)
+    chip.data_pass(x[:1], None)  # batch 0 re-measures the drift; the next batch does not
+    before = chip.counters()
+    taps = chip.data_pass(x, None)
+    _, e, _ = ffm.detector_error(chip, taps, labels, ffm.Objective())
+    chip.error_pass(e, None)
+    after = chip.counters()
+    model = RigTiming().training_sample(G.n_layers, batch=6)
+    retakes = after["retakes"] - before["retakes"]  # a saturated shot is taken again: 3 writes, 3 frames
+    assert after["frames"] - before["frames"] == model["frames"] * 6 + 3 * retakes
+    assert after["slm_writes"] - before["slm_writes"] == pytest.approx(model["slm_writes"] * 6 + 4 * retakes)
+    modelled_s = model["seconds"] * 6 + retakes * (4 * 0.15 + 3 / 30)
+    spent = after["rig_seconds"] - before["rig_seconds"]
+    assert modelled_s <= spent < modelled_s + 10.0  # the rest is this process's call time
+    # the paper's rig: 0.73 s per hop (4 writes of 0.15 s and 3 frames at 30 fps), about 12 s per sample at 8 layers
+    assert PAPER_RIG.per_sample(1, batch=10**9)["seconds"] == pytest.approx(0.7, abs=0.01)
+    assert PAPER_RIG.training_sample(8, batch=10)["seconds"] == pytest.approx(11.5, abs=0.5)
