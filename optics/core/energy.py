@@ -17,6 +17,12 @@ only the light; SLM, camera and laser wall-plug power are excluded, and we say s
 the number is shown. Taichi-II reports 5.4e18 operations per second per watt (system
 level, Xue et al. 2024).
 
+**Measurement model.** Under ``monitors`` (docs/design.md section 4) one laser shot of
+``N`` photons serves every tap of a pass; under ``reload`` (a measure-and-reload rig) every
+hop is its own shot with its own budget, so an inference spends ``N`` per measured hop
+(``L + 1`` for a chip lit at its input plane, ``L`` for one fed by a relay):
+:func:`photons_per_pass`.
+
 **Projected hardware time of FFM training.** Per sample and step the hardware takes
 ``frames_per_sample`` camera frames (a measure-and-reload system: the L layer fields and the
 output in the data pass, the L layer fields in the error pass: ``2 L + 1``), at
@@ -52,6 +58,13 @@ def energy_per_op(photons_per_sample: float, wavelength: float, n: int, n_layers
     if not math.isfinite(photons_per_sample) or photons_per_sample <= 0:
         raise ValueError(f"photons_per_sample must be a finite number > 0, got {photons_per_sample}")
     return photons_per_sample * photon_energy(wavelength) / ops_per_sample(n, n_layers)
+
+
+def photons_per_pass(photons_per_shot: float, measured_hops: int, model: str = "monitors") -> float:
+    """Photons one pass spends per sample: ``N`` (monitors) or ``N`` per measured hop (reload)."""
+    if model not in ("monitors", "reload"):
+        raise ValueError(f"model must be monitors or reload, got {model!r}")
+    return photons_per_shot * (measured_hops if model == "reload" else 1)
 
 
 def photons_per_detector_pixel(

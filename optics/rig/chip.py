@@ -33,6 +33,7 @@ from optics.diffractive.detectors import make_detectors
 from optics.diffractive.geometry import Geometry
 from optics.rig import holography
 from optics.rig.instruments import Bus, RigFault, RigInstruments, RigUnreachable, quiet_slmsuite
+from optics.rig.timing import RigTiming
 
 __all__ = ["RigChip", "RigFault", "RigInstruments", "RigRoles", "RigSettings", "RigUnreachable", "connect_rig"]
 SCHEMES_NEEDING_OVERSAMPLING = ("off-axis",)
@@ -348,9 +349,28 @@ class RigChip:
         """Cumulative ``frames``, ``slm_writes``, ``rig_seconds``, ``retries`` and saturated ``retakes``."""
         return self.bus.counters.as_dict()
 
-    def seconds_per_sample(self) -> dict:
-        """Measured rig seconds per training sample (data + error pass) and per inference sample."""
-        return {k: self._seconds[k] / self.samples[k] if self.samples[k] else math.nan for k in self._seconds}
+    def timing(self) -> RigTiming:
+        """The timing model of this rig: its scheme, its SLMs' settle, the calibrated exposure."""
+        ins = self.instruments
+        settle = max(float(getattr(d, "settle_time_s", 0.0) or 0.0) for d in (ins.field_amplitude, ins.field_phase))
+        return RigTiming(
+            scheme=self.settings.scheme,
+            settle_s=settle,
+            frame_rate_hz=self.settings.frame_rate_hz,
+            exposure_s=self.state.exposure_s,
+            averaging=self.settings.averaging,
+            separate_design_slm=ins.design_phase is not None,
+        )
+
+    def seconds_per_sample(self, batch: int = 32) -> dict:
+        """Rig seconds per training sample (data + error pass) and per inference sample: as
+        counted so far, or the timing model's projection before any sample was counted."""
+        model = self.timing()
+        projected = {
+            "train": model.training_sample(self.geometry.n_layers, batch)["seconds"],
+            "infer": model.per_sample(self.geometry.n_layers, batch)["seconds"],
+        }
+        return {k: self._seconds[k] / self.samples[k] if self.samples[k] else projected[k] for k in projected}
 
     def describe(self) -> dict:
         return {

@@ -3,7 +3,8 @@
 For every (trainer, photons per sample) row: mean photoelectrons per detector pixel (from
 the measured fraction of the light that reached the detectors), the optical energy per
 operation and operations per joule (:mod:`optics.core.energy` convention: ops = 2 (L+1) N^4 per
-sample, light only), and for FFM the projected wall time of the same training on
+sample, light only; under the reload model the photons of every measured hop count,
+:func:`optics.core.energy.photons_per_pass`), and for FFM the projected wall time of the same training on
 hardware (Taichi-II clocks: 42 fps, 17 ms SLM refresh) next to the simulated job's wall time
 (the whole job, setup included, on the machine that ran it).
 
@@ -20,6 +21,7 @@ from pipeline.reports.run_report import DETECTOR_PIXELS, GRID_N, N_LAYERS, QUANT
 from pipeline.sweeps.keys import parse_key
 
 AXIS = "chip.measurement.photons_per_sample"  # photon sweeps get light-level columns
+MEASUREMENT_MODEL = "plan.measurement.model"  # reload: every measured hop spends the budget again
 
 
 def add_photon_columns(rows: list[dict], runs: list[dict]) -> list[dict]:
@@ -61,7 +63,12 @@ def _columns(trainer: str, photons: float, runs: list[dict], brightest: list[dic
         "photoelectrons_per_detector_px": energy.photons_per_detector_pixel(
             photons, float(frac), _logged(runs[0], DETECTOR_PIXELS), _logged(runs[0], QUANTUM_EFFICIENCY)
         ),
-        "optical_J_per_op": energy.energy_per_op(photons, _logged(runs[0], WAVELENGTH), n, n_layers),
+        "optical_J_per_op": energy.energy_per_op(
+            energy.photons_per_pass(photons, n_layers + 1, p.get(MEASUREMENT_MODEL, "monitors")),
+            _logged(runs[0], WAVELENGTH),
+            n,
+            n_layers,
+        ),
     }
     out["ops_per_J"] = 1.0 / out["optical_J_per_op"]
     if trainer == "ffm":

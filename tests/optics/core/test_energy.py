@@ -57,3 +57,10 @@ def test_photon_sweep_rows_get_light_level_columns():
     assert out[0]["optical_J_per_op"] == pytest.approx(1000 * 3.734e-19 / (2 * 4 * 64.0**4), rel=1e-3)
     assert out[0]["hardware_training_s"] == pytest.approx(3200 * 7 / 42 + 100 * 0.017)
     assert "hardware_training_s" not in out[1] and "optical_J_per_op" not in out[2]
+
+
+def test_reload_spends_the_budget_at_every_measured_hop():
+    assert energy.photons_per_pass(1e7, 6, "monitors") == 1e7
+    assert energy.photons_per_pass(1e7, 6, "reload") == 6e7
+    with pytest.raises(ValueError, match="monitors or reload"):
+        energy.photons_per_pass(1e7, 6, "taps")
