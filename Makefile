@@ -1,5 +1,6 @@
 # Fresh machine: Python 3.11+, pip and make. uv is bootstrapped into .tools/ and the
-# environment is built from the committed uv.lock (never re-resolved here).
+# environment is built from the committed uv.lock (never re-resolved here), with the extras
+# the tests use: pipeline (ffm-train), rig (ffm-rig serve), server (a tracking server).
 PYTHON ?= python3
 UV_VERSION ?= 0.13.9
 TOOLS := .tools
@@ -14,7 +15,7 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
 
 $(VENV)/.synced: $(UV) uv.lock pyproject.toml
-	$(UV) sync --frozen --python $(PYTHON) --extra server
+	$(UV) sync --frozen --python $(PYTHON) --extra pipeline --extra rig --extra server
 	touch $@
 
 setup: $(VENV)/.synced

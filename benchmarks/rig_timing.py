@@ -32,8 +32,7 @@ from optics.core.data import encode_amplitude  # noqa: E402
 from optics.diffractive.chip import DigitalTwin  # noqa: E402
 from optics.diffractive.geometry import Geometry  # noqa: E402
 from optics.rig.chip import RigChip, RigRoles, RigSettings, connect_rig  # noqa: E402
-from optics.rig.emulator import EmulatorSpec  # noqa: E402
-from optics.rig.launch import start_emulated_rig  # noqa: E402
+from optics.rig.emulator import EmulatorSpec, start_emulated_rig  # noqa: E402
 from optics.rig.timing import FAST_RIG, PAPER_RIG, RigTiming, timing_table  # noqa: E402
 
 EPOCHS = {"digits": 1437, "fashion_mnist": 60000}  # training samples: our digits split, a Fashion-MNIST-sized set

@@ -94,12 +94,20 @@ def test_dockerfiles_pin_the_ray_image_and_do_not_reinstall_ray(name, base):
     assert not re.search(r"pip install[^\n]*\bray\b", text)
     reqs = (DEPLOY / "docker" / "requirements.txt").read_text()
     assert not re.search(r"^ray(==|\[)", reqs, re.M) and re.search(r"^mlflow==3\.17\.2$", reqs, re.M)
+    # the images are coordinator and chip hosts: the pipeline extra, with slmsuite for chips on a rig
+    assert re.search(r"^hydra-core==1\.3\.8$", reqs, re.M) and re.search(r"^slmsuite==0\.5\.0$", reqs, re.M)
     if name.endswith("cuda"):
         assert "requirements-cuda.txt" in text
         assert re.search(r"^cupy-cuda12x==", (DEPLOY / "docker" / "requirements-cuda.txt").read_text(), re.M)
 
 
-@pytest.mark.parametrize("name,extras", [("requirements.txt", []), ("requirements-cuda.txt", ["--extra", "gpu"])])
+@pytest.mark.parametrize(
+    "name,extras",
+    [
+        ("requirements.txt", ["--extra", "pipeline"]),
+        ("requirements-cuda.txt", ["--extra", "pipeline", "--extra", "gpu"]),
+    ],
+)
 def test_requirements_match_the_lock(name, extras):
     uv = DEPLOY.parent / ".tools" / "bin" / "uv"
     if not uv.exists() and not shutil.which("uv"):
@@ -233,3 +241,30 @@ def test_kuberay_calls_the_entry_point_the_wheel_installs():
     for image in images:  # every image KubeRay runs is one these Dockerfiles build
         tag = image.rsplit(":", 1)[1]
         assert (DEPLOY / "docker" / f"Dockerfile.{tag}").exists(), image
+
+
+def test_rig_extra_serves_a_rig_without_ray_mlflow_or_hydra():
+    """`pip install "ffm-optics[rig]"` (a lab PC) gets ffm-rig serve's needs and none of the pipeline's."""
+    project = tomllib.loads((DEPLOY.parent / "pyproject.toml").read_text())["project"]
+    assert project["scripts"]["ffm-rig"] == "optics.rig.serve:main"
+    assert re.search(r"^def main\(", (DEPLOY.parent / "optics" / "rig" / "serve.py").read_text(), re.M)
+    extras = project["optional-dependencies"]
+    heavy = re.compile(r"^(ray|mlflow|hydra-core|omegaconf)\b")
+    for requirement in project["dependencies"] + extras["rig"]:
+        assert not heavy.match(requirement), f"the rig install would pull {requirement}"
+    assert {"slmsuite==0.5.0", "pyyaml>=6"} <= set(extras["rig"])
+    assert {r.split("==")[0].split("[")[0] for r in extras["pipeline"]} >= {"ray", "mlflow", "hydra-core", "slmsuite"}
+    uv = DEPLOY.parent / ".tools" / "bin" / "uv"
+    if not uv.exists() and not shutil.which("uv"):
+        pytest.skip("uv not bootstrapped (make setup does it)")
+    locked = subprocess.run(
+        [str(uv) if uv.exists() else "uv", "export", "--frozen", "--no-hashes", "--no-emit-project", "--no-dev"]
+        + ["--no-header", "--format", "requirements-txt", "--extra", "rig"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=DEPLOY.parent,
+    ).stdout
+    names = {re.split(r"[=\[ ;]", line)[0] for line in locked.splitlines() if line and not line.startswith(" ")}
+    assert {"slmsuite", "pyyaml", "numpy", "scipy", "pyfftw"} <= names, names
+    assert not names & {"ray", "mlflow", "mlflow-skinny", "hydra-core", "omegaconf"}, names
