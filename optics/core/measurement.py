@@ -6,12 +6,17 @@ a pixel is the fraction of the sample's photons that land there. With a photon b
 
 - **intensity** (the detector plane): ``e ~ Poisson(QE N I) + Normal(0, read^2)``, then an
   ADC with ``adc_bits`` over the frame's own peak (auto-exposure), ``I_meas = e / (QE N)``.
-- **complex field** (every tap, both passes; 4-step phase-shifting holography with a
-  strong reference): each quadrature gets Gaussian noise of std
-  ``0.5 sqrt(1 + read^2 / R) / sqrt(QE N)`` (shot noise of the reference; ``R`` reference
-  electrons per pixel), is quantised over the frame's peak, and the whole frame carries
-  ``exp(i theta)``, the reference phase left after per-pass calibration,
-  ``theta ~ Normal(0, reference_phase_rad^2)`` per (pass, sample).
+- **complex field** (every tap, both passes; holography with a strong reference of ``R``
+  electrons per pixel, scheme ``holography``): each quadrature gets Gaussian noise of std
+  ``k_scheme sqrt(1 + read^2 / R) / sqrt(QE N)``, ``k`` = 1/2 (``homodyne``, the ideal
+  bound), 1/sqrt(2) (``4-step``, the default), sqrt(3/8) and sqrt(9/8) for Re and Im
+  (``3-step``), sqrt(pi) / 2 (``off-axis``); equations in
+  :mod:`optics.core.holographic_noise`. The field is quantised over the frame's peak, and
+  the whole frame carries ``exp(i theta)``, the reference phase left after per-pass
+  calibration, ``theta ~ Normal(0, reference_phase_rad^2)`` per (pass, sample).
+- ``model``: ``monitors`` (every tap read from a copy of the noise-free field with the full
+  budget ``N``) or ``reload`` (a measure-and-reload rig: each hop is its own shot and loads
+  the measured field; :mod:`optics.diffractive.reload`). docs/design.md section 4.
 
 ``level`` scales the noise: photon budget ``N / level^2`` (shot noise relative amplitude
 grows like ``level``), read noise, ADC step and reference phase linearly. Level 0 or
@@ -31,9 +36,12 @@ from enum import IntEnum
 
 import numpy as np
 
-from optics.core.validate import check_nonnegative
+from optics.core.holographic_noise import NOISE_SCHEMES, quadrature_noise_std
+from optics.core.validate import check_choice, check_nonnegative
 
 PASS_IDS = {"data": 0, "error": 1, "inference": 2}
+#: ``MeasurementSpec.model``: how a chip's taps are measured (docs/design.md section 4.5)
+MEASUREMENT_MODELS = ("monitors", "reload")
 
 
 class Tap(IntEnum):
@@ -67,11 +75,18 @@ class MeasurementSpec:
     adc_bits: int = 12
     reference_phase_rad: float = 0.05
     reference_e_per_px: float = 100.0
+    # holographic scheme of every complex tap: homodyne | 3-step | 4-step | off-axis
+    holography: str = "4-step"
+    # monitors: each tap read off a copy of the noise-free field with the full budget;
+    # reload: measure-and-reload, every hop its own shot (optics.diffractive.reload)
+    model: str = "monitors"
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            if f.name != "photons_per_sample":
+            if f.name not in ("photons_per_sample", "holography", "model"):
                 check_nonnegative(f.name, getattr(self, f.name))
+        check_choice("holography", self.holography, NOISE_SCHEMES)
+        check_choice("model", self.model, MEASUREMENT_MODELS)
         if not self.photons_per_sample > 0:
             raise ValueError(f"photons_per_sample must be > 0 (inf: no shot noise), got {self.photons_per_sample}")
         if not 0 < self.quantum_efficiency <= 1:
@@ -160,6 +175,21 @@ def measure_intensity(intensity, spec: MeasurementSpec, key: PassKey, backend):
     return e.astype(backend.real_dtype, copy=False)
 
 
+def field_noise_std(spec: MeasurementSpec) -> tuple[float, float]:
+    """``(std Re, std Im)`` of a tap measured at unit power, normalised units (module docstring)."""
+    read_e = spec.level * spec.read_noise_e
+    return quadrature_noise_std(spec.holography, spec.photoelectrons, spec.reference_e_per_px, read_e)
+
+
+def _quadrature_sigma(spec: MeasurementSpec, backend):
+    """The per-quadrature std as a float (equal quadratures: the homodyne bound's exact arithmetic)
+    or a (2,) real array (re, im) that broadcasts over the last axis of the (re, im) pairs."""
+    std_re, std_im = field_noise_std(spec)
+    if std_re == std_im:
+        return std_re
+    return backend.xp.asarray([std_re, std_im], dtype=backend.real_dtype)
+
+
 def measure_field_(field, spec: MeasurementSpec, key: PassKey, tap: int, backend, scale=None, rotation=None) -> None:
     """Turn ``field`` (B, n, n, owned by the caller) into its holographic measurement, in place.
 
@@ -173,10 +203,9 @@ def measure_field_(field, spec: MeasurementSpec, key: PassKey, tap: int, backend
     xp, qn = backend.xp, spec.photoelectrons
     pairs = field.view(backend.real_dtype).reshape(field.shape + (2,))  # (re, im) views of ``field``
     if math.isfinite(qn):
-        sigma = 0.5 * math.sqrt(1.0 + (spec.level * spec.read_noise_e) ** 2 / max(spec.reference_e_per_px, 1e-9))
-        sigma = sigma / math.sqrt(qn)
         noise = _normals(key, tap, tuple(field.shape[1:]) + (2,), backend)
-        noise *= sigma if scale is None else (sigma * scale.real)[..., None]
+        sigma = _quadrature_sigma(spec, backend)
+        noise *= sigma if scale is None else scale.real[..., None] * sigma
         pairs += noise
     if spec.adc_bits > 0:
         peak = xp.abs(pairs).reshape(field.shape[0], -1).max(axis=1).reshape(-1, 1, 1, 1)

@@ -32,11 +32,10 @@ from optics.core.taps import Taps
 from optics.diffractive.detectors import make_detectors
 from optics.diffractive.geometry import Geometry
 from optics.rig import holography
-from optics.rig.instruments import Bus, RigFault, RigInstruments, RigUnreachable, quiet_slmsuite
+from optics.rig.instruments import Bus, RigFault, RigInstruments, RigRoles, RigUnreachable, connect_rig
 from optics.rig.timing import RigTiming
 
 __all__ = ["RigChip", "RigFault", "RigInstruments", "RigRoles", "RigSettings", "RigUnreachable", "connect_rig"]
-SCHEMES_NEEDING_OVERSAMPLING = ("off-axis",)
 
 
 @dataclass(frozen=True)
@@ -54,58 +53,45 @@ class RigSettings:
     registration_probes: int = 8  # random probes of the registration calibration
     calibrate_response: bool = True  # measure the design SLM's phase response and invert it
     virtual_clock: bool = False  # an emulated rig: count settles and exposures instead of sleeping
+    camera_oversample: int = 1  # camera pixels per SLM pixel (off-axis holography needs >= 2)
+    off_axis_carrier_cyc_per_px: tuple = (0.25, 0.25)  # the reference's tilt, cycles per camera pixel
+    off_axis_radius_cyc_per_px: float | None = None  # the sideband filter; None: the field's band's
 
     def __post_init__(self) -> None:
         holography.phase_steps(self.scheme)  # one line naming the known schemes
         for name in ("averaging", "drift_every_batches", "registration_probes"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"rig.{name} must be >= 1, got {getattr(self, name)}")
+        if int(self.camera_oversample) != self.camera_oversample or self.camera_oversample < 1:
+            raise ValueError(f"rig.camera_oversample must be an integer >= 1, got {self.camera_oversample}")
+        if self.off_axis and self.camera_oversample < 2:
+            raise ValueError(
+                "rig.scheme=off-axis needs a camera oversampling the field (rig.camera_oversample >= 2, a tilted "
+                "reference: rig.off_axis_carrier_cyc_per_px); use rig.scheme=3-step or 4-step otherwise"
+            )
+        if self.off_axis:
+            try:
+                holography.off_axis_disc((64, 64), self.off_axis_carrier_cyc_per_px, self.off_axis_radius)
+            except ValueError as exc:
+                raise ValueError(
+                    f"rig.camera_oversample={self.camera_oversample} with rig.off_axis_carrier_cyc_per_px="
+                    f"{tuple(self.off_axis_carrier_cyc_per_px)}: the field's sideband does not fit ({exc}); "
+                    "oversample more (6 with the carrier (0.25, 0.25))"
+                ) from None
         if self.frame_retries < 0 or not self.frame_timeout_s > 0 or not self.frame_rate_hz > 0:
             raise ValueError("rig.frame_retries must be >= 0 and rig.frame_timeout_s, rig.frame_rate_hz > 0")
 
+    @property
+    def off_axis(self) -> bool:
+        return self.scheme == "off-axis"
 
-@dataclass(frozen=True)
-class RigRoles:
-    """The names the rig's server gives each role (None: the role is not present)."""
-
-    field_amplitude: str = "field_amplitude"
-    field_phase: str = "field_phase"
-    design_phase: str | None = "design_phase"
-    camera: str = "camera"
-    intensity_camera: str | None = None
-
-
-def connect_rig(address: str, roles: RigRoles, timeout_s: float = 5.0) -> RigInstruments:
-    """RemoteSLM / RemoteCamera clients for each role at ``address`` (``HOST:PORT``)."""
-    from slmsuite.hardware.cameras.remote import RemoteCamera
-    from slmsuite.hardware.remote import _Client
-    from slmsuite.hardware.slms.remote import RemoteSLM
-
-    quiet_slmsuite()
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"rig.address must be HOST:PORT, got {address!r}")
-    try:
-        served = _Client.info(host=host, port=int(port), timeout=timeout_s, verbose=False) or {}
-    except (OSError, RuntimeError) as exc:
-        raise RigUnreachable(f"rig.address {address}: no slmsuite server answers ({exc})") from None
-    wanted = {role: name for role, name in roles.__dict__.items() if name is not None}
-    missing = {role: name for role, name in wanted.items() if name not in served}
-    if missing:
-        raise ValueError(f"rig at {address} has no hardware named {missing}; it serves {sorted(served)}")
-
-    def client(name):
-        kind = RemoteCamera if served[name] == "camera" else RemoteSLM
-        return kind(name, host=host, port=int(port), timeout=timeout_s)
-
-    made = {role: client(name) for role, name in wanted.items()}
-    return RigInstruments(
-        made["field_amplitude"],
-        made["field_phase"],
-        made.get("design_phase"),
-        made["camera"],
-        made.get("intensity_camera"),
-    )
+    @property
+    def off_axis_radius(self) -> float:
+        """The sideband disc: given, or the one circumscribing the field's square band
+        (``sqrt(2) / 2`` cycles per SLM pixel, ``/ camera_oversample`` per camera pixel)."""
+        if self.off_axis_radius_cyc_per_px is not None:
+            return float(self.off_axis_radius_cyc_per_px)
+        return math.sqrt(2) / 2 / self.camera_oversample
 
 
 @dataclass
@@ -160,13 +146,14 @@ class RigChip:
             pitch = getattr(device, "pitch_um", None)
             if role != "camera" and pitch is not None and not np.allclose(pitch, pitch_um, rtol=0.01):
                 raise ValueError(
-                    f"rig {role} {device.name} has a {tuple(pitch)} um pitch but the geometry's is {pitch_um:g} um; "
+                    f"rig {role} {device.name} has a {' x '.join(f'{float(v):g}' for v in pitch)} um pitch but the "
+                    f"geometry's is {pitch_um:g} um; "
                     "set chip.geometry/pitch to the SLM's"
                 )
-        if self.settings.scheme in SCHEMES_NEEDING_OVERSAMPLING and tuple(ins.camera.shape) == (n, n):
+        m, cam = self.settings.camera_oversample, tuple(int(v) for v in ins.camera.shape)
+        if cam[0] < m * n or cam[1] < m * n:
             raise ValueError(
-                f"rig.scheme={self.settings.scheme} needs a camera oversampling the {n} x {n} field "
-                f"(a tilted reference); camera {ins.camera.name} is {n} x {n}: use rig.scheme=3-step or 4-step"
+                f"rig camera {ins.camera.name} has {cam} px, fewer than rig.camera_oversample x n = {m * n}"
             )
 
     def program(self, phases, amplitudes=None) -> None:
@@ -199,7 +186,8 @@ class RigChip:
         return out
 
     def _crop(self, frame: np.ndarray) -> np.ndarray:
-        n = self.geometry.n
+        """The camera frame's centre: ``camera_oversample`` pixels per field pixel."""
+        n = self.geometry.n * self.settings.camera_oversample
         oy, ox = (frame.shape[0] - n) // 2, (frame.shape[1] - n) // 2
         return frame[oy : oy + n, ox : ox + n]
 
@@ -219,7 +207,8 @@ class RigChip:
         base = np.angle(loaded)
         if self._shared_design is not None:
             base = base + self.design_command(self._shared_design)
-        out = np.empty((len(self.steps), self.geometry.n, self.geometry.n))
+        side = self.geometry.n * s.camera_oversample
+        out = np.empty((len(self.steps), side, side))
         for k, step in enumerate(self.steps):
             bus.write(ins.field_phase, self._pad(base + step, ins.field_phase.shape))
             stack = [self._crop(bus.frame(ins.camera, s.frame_timeout_s)) for _ in range(s.averaging)]
@@ -232,10 +221,18 @@ class RigChip:
         for _ in range(8):
             frames = self.frames(loaded, exposure_s)
             if holography.saturated_fraction(frames, full_scale) <= self.settings.saturation_max_fraction:
-                return holography.phase_shifting_cross(frames, self.steps), exposure_s
+                return self._cross_of(frames), exposure_s
             self.bus.counters.retakes += 1
             exposure_s /= 4.0
         raise RigFault(f"rig: frames still saturate at {exposure_s:.3g} s exposure; lower the light")
+
+    def _cross_of(self, frames: np.ndarray) -> np.ndarray:
+        """``C`` on the field's grid: phase shifting, or the off-axis sideband brought down to it."""
+        s = self.settings
+        if not s.off_axis:
+            return holography.phase_shifting_cross(frames, self.steps)
+        fine = holography.off_axis_cross(frames[0], s.off_axis_carrier_cyc_per_px, s.off_axis_radius)
+        return holography.downsample(fine, s.camera_oversample)
 
     def shot(self, loaded: np.ndarray, boost: float = 1.0) -> np.ndarray:
         """The field at the camera (n, n) for a loaded field (peak <= 1), in loader amplitude units."""
@@ -243,7 +240,7 @@ class RigChip:
         c, t = self.cross(loaded, st.exposure_s * boost)
         r2 = st.reference_counts_per_s * t
         field = c * np.exp(1j * st.drift_rad) / np.sqrt(np.maximum(r2, 1e-12) * st.throughput * t)
-        return fourier_shift(field, -st.shift_px)
+        return holography.fourier_shift(field, -st.shift_px)
 
     # -- passes -----------------------------------------------------------------------------------
 
@@ -382,13 +379,3 @@ class RigChip:
             "relay_input": True,
             **self.geometry.__dict__,
         }
-
-
-def fourier_shift(field: np.ndarray, shift_px) -> np.ndarray:
-    """``field(r - d)`` for a sub-pixel shift ``d = (dy, dx)`` pixels (periodic, exact for band-limited fields)."""
-    if not np.any(shift_px):
-        return field
-    fy = np.fft.fftfreq(field.shape[-2])[:, None]
-    fx = np.fft.fftfreq(field.shape[-1])[None, :]
-    ramp = np.exp(-2j * np.pi * (fy * shift_px[0] + fx * shift_px[1]))
-    return np.fft.ifft2(np.fft.fft2(field) * ramp)

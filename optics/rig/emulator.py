@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import socket
 import subprocess
 import sys
@@ -64,6 +65,10 @@ class EmulatorSpec:
     hardware: dict = field(default_factory=dict)  # HardwareSpec knob overrides
     separate_design_slm: bool = True  # False: the design phase is written on the loader's phase SLM
     intensity_camera: bool = False  # a second camera without reference (the detected intensity)
+    # the camera's pixels per SLM pixel along each axis (>= 2 for off-axis holography) and the
+    # reference's tilt on the camera grid, cycles per camera pixel (0: an on-axis reference)
+    camera_oversample: int = 1
+    reference_carrier_cyc_per_px: tuple = (0.0, 0.0)
     photons_per_px_s: float = 1.0e6  # at loader amplitude 1 (1e4 per pixel in the 10 ms exposure)
     quantum_efficiency: float = 0.64
     reference_e_per_px_s: float = 2.0e5  # reference beam: 2,000 e- per pixel in 10 ms
@@ -84,6 +89,8 @@ class EmulatorSpec:
     def __post_init__(self) -> None:
         if self.fault_kind not in FAULT_KINDS:
             raise ValueError(f"fault_kind must be one of {', '.join(FAULT_KINDS)}, got {self.fault_kind!r}")
+        if int(self.camera_oversample) != self.camera_oversample or self.camera_oversample < 1:
+            raise ValueError(f"camera_oversample must be an integer >= 1, got {self.camera_oversample}")
         for name in ("photons_per_px_s", "reference_e_per_px_s", "full_well_e", "exposure_s", "frame_rate_hz"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"emulator {name} must be > 0, got {getattr(self, name)}")
@@ -103,7 +110,7 @@ class EmulatorSpec:
     def from_json(cls, text: str) -> EmulatorSpec:
         data = json.loads(text)
         data["geometry"] = Geometry(**data["geometry"])
-        for key in ("drift_jumps", "fault_frames"):
+        for key in ("drift_jumps", "fault_frames", "reference_carrier_cyc_per_px"):
             data[key] = tuple(tuple(v) if isinstance(v, list) else v for v in data.get(key, ()))
         return cls(**data)
 
@@ -155,6 +162,12 @@ class Bench:
         self.theta += self.spec.drift_rad_per_frame * float(rng.standard_normal())
         self.theta += sum(float(rad) for at, rad in self.spec.drift_jumps if int(at) == frame)
 
+    def reference_phase(self, shape) -> np.ndarray:
+        """``exp(i (theta + 2 pi f.r))`` on the camera grid: the drifting, possibly tilted reference."""
+        fy, fx = (float(v) for v in self.spec.reference_carrier_cyc_per_px)
+        y, x = np.arange(shape[0])[:, None], np.arange(shape[1])[None, :]
+        return np.exp(1j * (self.theta + 2 * np.pi * (fy * y + fx * x)))
+
     def frame(self, exposure_s: float, holographic: bool) -> np.ndarray:
         """One camera frame (uint16 counts); fails as scheduled in ``fault_frames``."""
         s = self.spec
@@ -167,14 +180,28 @@ class Bench:
                 time.sleep(s.fault_sleep_s)
             else:
                 raise ConnectionAbortedError(f"emulated rig: frame {k} dropped (scheduled fault)")
-        e_field = self.field() * math.sqrt(s.quantum_efficiency * s.photons_per_px_s * exposure_s)
+        e_field = upsample(self.field(), s.camera_oversample)
+        e_field *= math.sqrt(s.quantum_efficiency * s.photons_per_px_s * exposure_s)
         if holographic:
-            e_field = e_field + math.sqrt(s.reference_e_per_px_s * exposure_s) * np.exp(1j * self.theta)
+            e_field += math.sqrt(s.reference_e_per_px_s * exposure_s) * self.reference_phase(e_field.shape)
         mean_e = e_field.real**2 + e_field.imag**2
         rng = np.random.default_rng([s.seed, k, _NOISE])
         electrons = rng.poisson(mean_e) + s.read_noise_e * rng.standard_normal(mean_e.shape)
         top = 2**s.adc_bits - 1
         return np.clip(np.rint(electrons / (s.full_well_e / top)), 0, top).astype(np.uint16)
+
+
+def upsample(field: np.ndarray, factor: int) -> np.ndarray:
+    """The band-limited ``field`` (n, n) on a ``factor`` times finer grid (spectrum zero-padded;
+    sample values kept, so the amplitude units do not change)."""
+    if factor == 1:
+        return field.copy()
+    n = field.shape[0]
+    spectrum = np.fft.fftshift(np.fft.fft2(field))
+    big = np.zeros((n * factor, n * factor), dtype=np.complex128)
+    o = (n * factor - n) // 2
+    big[o : o + n, o : o + n] = spectrum
+    return np.fft.ifft2(np.fft.ifftshift(big)) * factor**2
 
 
 class EmulatedSLM(SLM):
@@ -206,7 +233,8 @@ class EmulatedCamera(Camera):
         g, s = bench.spec.geometry, bench.spec
         self.bench, self.holographic = bench, holographic
         self._exposure_hw_s = s.exposure_s
-        super().__init__((g.n, g.n), bitdepth=s.adc_bits, pitch_um=(g.pitch * 1e6, g.pitch * 1e6), name=name)
+        px, pitch_um = g.n * s.camera_oversample, g.pitch * 1e6 / s.camera_oversample
+        super().__init__((px, px), bitdepth=s.adc_bits, pitch_um=(pitch_um, pitch_um), name=name)
 
     def _get_exposure_hw(self):
         return self._exposure_hw_s
@@ -240,14 +268,29 @@ def add_emulator_arguments(parser) -> None:
     parser.add_argument("--level", type=float, default=1.0, help="imperfection level (0: ideal optics)")
     parser.add_argument("--real-time", action="store_true", help="sleep for settles and exposures")
     parser.add_argument("--spec-json", default=None, help="a full EmulatorSpec as JSON (overrides the above)")
+    parser.add_argument("--parent-pid", type=int, default=None, help="stop when this process (the trainer) dies")
 
 
 def emulated_hardware_from_args(args) -> list:
     """The emulated rig's hardware from :func:`add_emulator_arguments`' options."""
+    if args.parent_pid is not None:
+        die_with_parent(args.parent_pid)
     if args.spec_json:
         return emulated_hardware(EmulatorSpec.from_json(args.spec_json))
     spec = EmulatorSpec(GEOMETRIES[args.geometry](), seed=args.seed, level=args.level, real_time=args.real_time)
     return emulated_hardware(spec)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """In a child server: on Linux, SIGTERM when the parent dies; exit now if it already has."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent_pid:
+        raise SystemExit(0)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -278,6 +321,7 @@ class EmulatedRig:
         command += ["--host", host, "--port", str(self.port)]
         # the server's log goes to a file nobody has to drain (a pipe could fill and stall it)
         self.log = tempfile.NamedTemporaryFile("w+", prefix="ffm-rig-", suffix=".log")
+        command += ["--parent-pid", str(os.getpid())]  # a SIGKILLed driver leaves no emulated rig behind
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self.log, text=True)
         deadline = time.monotonic() + start_timeout_s
         while not answers(host, self.port, timeout_s=0.5):

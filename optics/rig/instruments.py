@@ -115,3 +115,47 @@ class Bus:
         if self.virtual_clock:
             self.counters.rig_seconds += max(float(camera.exposure_s), self.frame_period_s)
         return np.asarray(image, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class RigRoles:
+    """The names the rig's server gives each role (None: the role is not present)."""
+
+    field_amplitude: str = "field_amplitude"
+    field_phase: str = "field_phase"
+    design_phase: str | None = "design_phase"
+    camera: str = "camera"
+    intensity_camera: str | None = None
+
+
+def connect_rig(address: str, roles: RigRoles, timeout_s: float = 5.0) -> RigInstruments:
+    """RemoteSLM / RemoteCamera clients for each role at ``address`` (``HOST:PORT``)."""
+    from slmsuite.hardware.cameras.remote import RemoteCamera
+    from slmsuite.hardware.remote import _Client
+    from slmsuite.hardware.slms.remote import RemoteSLM
+
+    quiet_slmsuite()
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"rig.address must be HOST:PORT, got {address!r}")
+    try:
+        served = _Client.info(host=host, port=int(port), timeout=timeout_s, verbose=False) or {}
+    except (OSError, RuntimeError) as exc:
+        raise RigUnreachable(f"rig.address {address}: no slmsuite server answers ({exc})") from None
+    wanted = {role: name for role, name in roles.__dict__.items() if name is not None}
+    missing = {role: name for role, name in wanted.items() if name not in served}
+    if missing:
+        raise ValueError(f"rig at {address} has no hardware named {missing}; it serves {sorted(served)}")
+
+    def client(name):
+        kind = RemoteCamera if served[name] == "camera" else RemoteSLM
+        return kind(name, host=host, port=int(port), timeout=timeout_s)
+
+    made = {role: client(name) for role, name in wanted.items()}
+    return RigInstruments(
+        made["field_amplitude"],
+        made["field_phase"],
+        made.get("design_phase"),
+        made["camera"],
+        made.get("intensity_camera"),
+    )

@@ -19,8 +19,15 @@ from pipeline.chips.base import (
 )
 from pipeline.chips.diffractive import Diffractive
 from pipeline.chips.mesh import Mesh
+from pipeline.chips.rig import Rig
+from pipeline.chips.rig_sim import SimulatedRig
 
-CHIPS: dict[str, ChipSystem] = {"diffractive": Diffractive(), "mzi": Mesh()}
+CHIPS: dict[str, ChipSystem] = {
+    "diffractive": Diffractive(),
+    "mzi": Mesh(),
+    "rig": Rig(),
+    "rig_sim": SimulatedRig(),
+}
 
 
 def system(kind: str) -> ChipSystem:

@@ -1,18 +1,28 @@
 """The contract every chip system meets: :class:`ChipSystem`, and the typed :class:`ChipSpec`.
 
-A chip system (a diffractive stack, an MZI mesh, later a lab rig) is one adapter in
+A chip system (a diffractive stack, an MZI mesh, a lab rig) is one adapter in
 :data:`pipeline.chips.CHIPS`. The adapter is the only place that knows what kind of chip it
 drives: how its geometry and hardware spec are made from typed config values, how its
 simulated chip and digital twin are built, how inputs are encoded, where its phases start,
 which topologies can split it, and how its phases are drawn. Everything outside
 :mod:`pipeline.chips` asks the adapter and never compares chip kinds.
+
+A system that drives hardware outside Ray (a rig) answers a few more questions, each
+optional (a simulated system has none, and the helpers at the end give the answer for it):
+the custom Ray resources each chip actor needs (:func:`resources_of`), the rig a chip spec
+drives (:func:`bind_rig`), what the driver brings up and checks around the run
+(:func:`attach_of`), the named actor that holds a chip's hardware exclusively
+(:func:`claim_of`), and which of the chip's errors are hardware faults that the fault path
+re-runs like a crashed chip (:func:`faults_of`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -64,6 +74,47 @@ class Design:
     camera_base: dict
 
 
+class RigKnobs(Protocol):
+    """The rig keys a rig adapter reads (``pipeline.config.RigConfig`` has them all)."""
+
+    address: str | None
+    hardware: Any  # role -> name on the server (field_amplitude, field_phase, design_phase, camera, ...)
+    scheme: str
+    camera_oversample: int
+    averaging: int
+    drift_every_batches: int
+    error_exposure_boost: float
+    frame_retries: int
+    frame_timeout_s: float
+    frame_rate_hz: float
+    settle_s: float | None
+    connect_timeout_s: float
+    emulator: Any  # the emulated rig's knobs (pipeline.config.RigEmulatorConfig)
+
+
+@dataclass(frozen=True)
+class RigSpec:
+    """The physical rig one chip drives (typed; made by a rig adapter, no config objects)."""
+
+    address: str | None  # HOST:PORT of its slmsuite server (None: an emulated rig the driver starts)
+    roles: Any  # optics.rig.chip.RigRoles: the server's name for each role
+    settings: Any  # optics.rig.chip.RigSettings: how the rig is driven
+    settle_s: float | None = None  # after each SLM write (None: each SLM's own settle time)
+    connect_timeout_s: float = 5.0
+    emulator: dict | None = None  # optics.rig.emulator.EmulatorSpec fields of an emulated rig (None: a real one)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A chip's exclusive hold on its hardware: a named Ray actor, and the line a second claim gets."""
+
+    name: str  # the actor's name in :data:`CLAIMS_NAMESPACE` (e.g. rig@127.0.0.1:5025)
+    refusal: str  # one line: what is held, by whom, and what to do
+
+
+CLAIMS_NAMESPACE = "ffm-optics-hardware"  # one namespace for every run on a cluster: names are unique in it
+
+
 @dataclass(frozen=True)
 class ChipSpec:
     """Everything a worker needs to build its chip (typed; no config objects)."""
@@ -81,10 +132,15 @@ class ChipSpec:
     calibrate_registration: bool = False  # measure and correct the chip's registration at start
     samples_per_pass: int | None = None  # memory-lean: at most this many samples per pass (None: the shard)
     kind: str | None = None  # the chip system (None: the one whose geometry this is)
+    rig: RigSpec | None = None  # the physical rig this chip drives (None: a simulated chip)
 
 
 class ChipSystem(Protocol):
-    """One chip system's adapter (stateless; one instance in the registry)."""
+    """One chip system's adapter (stateless; one instance in the registry).
+
+    A system that drives hardware may also have ``resources`` (dict), ``bind_rig(spec, knobs)``,
+    ``attach(specs)``, ``claim(spec)`` and ``faults`` (a tuple of exception types); they are
+    read only through the helpers at the end of this module."""
 
     kind: str
     geometry_type: type  # the class of its geometry (a ChipSpec without a kind is matched on it)
@@ -138,3 +194,50 @@ def no_options(kind: str, options: dict) -> None:
     """Systems without per-kind options refuse any (a typo would be silently ignored otherwise)."""
     if options:
         raise ValueError(f"chip.options: chip={kind} takes no options, got {sorted(options)}")
+
+
+# -- the optional answers of systems that drive hardware (a simulated system has none) ------------
+
+
+def resources_of(system: ChipSystem, requested: dict) -> dict[str, float]:
+    """The custom Ray resources of one chip actor: ``requested`` (``chip.resources``), raised to at
+    least what the system needs (``system.resources``, e.g. a rig's ``{optical_chip: 1}``)."""
+    out = {name: float(v) for name, v in requested.items()}
+    for name, need in dict(getattr(system, "resources", {})).items():
+        out[name] = max(out.get(name, 0.0), float(need))
+    return out
+
+
+def drives_rig(system: ChipSystem) -> bool:
+    """Whether the system's chips drive a physical rig (it reads the ``rig.*`` keys)."""
+    return callable(getattr(system, "bind_rig", None))
+
+
+def bind_rig(system: ChipSystem, spec: ChipSpec, knobs: RigKnobs) -> ChipSpec:
+    """``spec`` with the rig it drives (``system.bind_rig``); a simulated chip's spec unchanged."""
+    return system.bind_rig(spec, knobs) if drives_rig(system) else spec
+
+
+def attach_of(system: ChipSystem, specs: tuple[ChipSpec, ...]) -> AbstractContextManager[tuple[ChipSpec, ...]]:
+    """``system.attach(specs)``: in the driver, before any actor, bring up the hardware the chips
+    need (an emulated rig per chip) and check it (one line, no frame taken); yields the specs
+    bound to it and stops what it started on exit. A simulated system: the specs as they are."""
+    attach = getattr(system, "attach", None)
+    return attach(specs) if attach is not None else contextlib.nullcontext(specs)
+
+
+def claim_of(system: ChipSystem, spec: ChipSpec) -> Claim | None:
+    """The named actor that holds ``spec``'s hardware exclusively in the cluster (None: nothing to hold)."""
+    claim = getattr(system, "claim", None)
+    return claim(spec) if claim is not None else None
+
+
+def faults_of(system: ChipSystem) -> tuple[type[BaseException], ...]:
+    """The chip's errors that are hardware faults (a frame that never came): the fault path
+    re-runs the call like a crashed chip's, and the failure policy applies."""
+    return tuple(getattr(system, "faults", ()))
+
+
+def with_address(spec: ChipSpec, address: str) -> ChipSpec:
+    """``spec`` bound to the rig server at ``address``."""
+    return replace(spec, rig=replace(spec.rig, address=address))

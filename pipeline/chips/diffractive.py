@@ -45,6 +45,8 @@ class Diffractive:
     layout = PhaseLayout.PLANES
     topologies = ("single", "data_parallel", "pipeline", "width")
     calibrates_registration = True
+    resources: dict = {}  # no custom Ray resources beyond chip.resources
+    faults: tuple = ()  # no hardware faults: every error is the chip's own
 
     def _geometry(self, knobs, n_classes: int) -> Geometry:
         keys = ("n", "n_layers", "distance", "pad")

@@ -18,6 +18,8 @@ class Mesh:
     layout = PhaseLayout.COLUMNS
     topologies = ("single", "data_parallel")
     calibrates_registration = False
+    resources: dict = {}  # no custom Ray resources beyond chip.resources
+    faults: tuple = ()  # no hardware faults: every error is the chip's own
 
     def design(self, knobs, n_classes: int, n_features: int) -> Design:
         no_options(self.kind, knobs.options)

@@ -19,6 +19,7 @@ from typing import Any
 from optics.core.optim import OPTIMIZERS
 from optics.mesh.layout import ARRANGEMENTS
 from optics.resonators.exceptional import METHODS
+from optics.rig.holography import Scheme
 from optics.scattering.focus import FOCUS_LOSSES
 from pipeline import chips
 from pipeline.chips.diffractive import GEOMETRIES
@@ -31,6 +32,9 @@ from pipeline.config.schema import (
     ExceptionalPointConfig,
     FocusingConfig,
     Loss,
+    RigConfig,
+    RigEmulatorConfig,
+    RigHardwareConfig,
     RunConfig,
     StudyConfig,
     SweepConfig,
@@ -63,6 +67,7 @@ CHOICES = {
     "cluster.on_chip_failure": ("fail", "drop"),
     "study.focusing.loss": FOCUS_LOSSES,
     "study.exceptional_point.method": METHODS,
+    "rig.scheme": tuple(s.value for s in Scheme),
 }
 POSITIVE = {
     "study.focusing.ffm_steps",
@@ -92,6 +97,17 @@ POSITIVE = {
     "chip.fft_threads",
     "chip.samples_per_pass",
     "cluster.num_cpus",
+    "rig.averaging",
+    "rig.camera_oversample",
+    "rig.drift_every_batches",
+    "rig.error_exposure_boost",
+    "rig.frame_timeout_s",
+    "rig.frame_rate_hz",
+    "rig.connect_timeout_s",
+    "rig.emulator.photons_per_px_s",
+    "rig.emulator.exposure_s",
+    "rig.emulator.pitch_m",
+    "rig.emulator.camera_oversample",
 }
 NONNEGATIVE = {
     "seed",
@@ -105,6 +121,12 @@ NONNEGATIVE = {
     "cluster.max_restarts",
     "cluster.round_retries",
     "chip.pad",
+    "rig.frame_retries",
+    "rig.settle_s",
+    "rig.emulator.seed",
+    "rig.emulator.level",
+    "rig.emulator.settle_s",
+    "rig.emulator.drift_rad_per_frame",
 }
 
 
@@ -118,6 +140,10 @@ UPPER = {
     "chip.n_layers": (64, "diffractive stacks beyond a few tens of layers lose the light"),
     "topology.n_chips": (4096, "more chips than a cluster can hold"),
     "cluster.round_retries": (100, "a chip that failed 100 times will not recover"),
+    "rig.frame_retries": (100, "a frame that failed 100 times will not come"),
+    "rig.averaging": (1000, "frames are averaged per phase step; 1000 is minutes per sample"),
+    "rig.camera_oversample": (16, "a camera of 16 x the SLM's pixels per side is already beyond any rig"),
+    "rig.emulator.level": (10.0, "imperfection levels are multiples of the realistic level 1"),
 }
 
 
@@ -228,6 +254,9 @@ __all__ = [
     "ExceptionalPointConfig",
     "FocusingConfig",
     "Loss",
+    "RigConfig",
+    "RigEmulatorConfig",
+    "RigHardwareConfig",
     "RunConfig",
     "StudyConfig",
     "SweepConfig",

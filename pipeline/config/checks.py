@@ -1,7 +1,7 @@
 """Relations between config keys, checked after every value is (:func:`check_relations`).
 
-What a chip kind allows (its topologies, calibration, the inputs it takes) is asked of its
-adapter in :mod:`pipeline.chips`; nothing here compares chip kinds.
+What a chip kind allows (its topologies, calibration, the inputs it takes, whether it drives
+a rig) is asked of its adapter in :mod:`pipeline.chips`; nothing here compares chip kinds.
 """
 
 from __future__ import annotations
@@ -9,10 +9,12 @@ from __future__ import annotations
 import re
 
 from pipeline import chips
+from pipeline.chips.base import drives_rig
 from pipeline.config.schema import (
     ChipConfig,
     ConfigError,
     DebugConfig,
+    RigConfig,
     RunConfig,
     SweepConfig,
     TaskConfig,
@@ -20,6 +22,7 @@ from pipeline.config.schema import (
 )
 
 FEATURE_TASKS = {"iris": 4}  # tasks whose samples are feature vectors (their feature count), not images
+ADDRESS = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):(\d{1,5})")  # HOST:PORT (an IPv6 host in brackets)
 
 
 def check_relations(cfg: RunConfig) -> None:
@@ -37,6 +40,7 @@ def check_relations(cfg: RunConfig) -> None:
     if cfg.trainer.masks_from and cfg.trainer.kind != "insilico":
         raise ConfigError("trainer.masks_from deploys trained masks: use it with trainer=insilico")
     _check_sweep(cfg.sweep)
+    _check_rig(cfg)
     for name in ("focusing", "exceptional_point"):
         _check_seeds(f"study.{name}.seeds", getattr(cfg.study, name).seeds)
     if cfg.topology.kind == "pipeline" and cfg.cluster.on_chip_failure == "drop":
@@ -143,3 +147,45 @@ def _check_sweep(sw: SweepConfig) -> None:
     for key, values in sw.axes.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"sweep.axes.{key} must be a non-empty list of values, got {values!r}")
+
+
+def _check_rig(cfg: RunConfig) -> None:
+    """``rig.*``: a HOST:PORT address, one chip per real rig, emulated rigs on a local cluster."""
+    rig = cfg.rig
+    found = ADDRESS.fullmatch(rig.address) if rig.address is not None else None
+    if rig.address is not None and (not found or not 1 <= int(found.group(1)) <= 65535):
+        raise ConfigError(
+            f"rig.address must be HOST:PORT (e.g. 127.0.0.1:5025, where ffm-rig serve listens), got {rig.address!r}"
+        )
+    for frame in rig.emulator.fault_frames:
+        if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
+            raise ConfigError(f"rig.emulator.fault_frames must list frame indices >= 0, got {frame!r}")
+    if not drives_rig(chips.system(cfg.chip.kind)):
+        if rig.address is not None:
+            kinds = [k for k, a in chips.CHIPS.items() if drives_rig(a)]
+            raise ConfigError(
+                f"rig.address applies to a chip that drives a rig (chip={' or chip='.join(kinds)}); "
+                f"chip={cfg.chip.kind} is simulated: drop rig.address"
+            )
+        return
+    _check_rig_chips(cfg, rig)
+
+
+def _check_rig_chips(cfg: RunConfig, rig: RigConfig) -> None:
+    if rig.address is not None and cfg.topology.n_chips != 1:
+        raise ConfigError(
+            f"rig.address={rig.address} is one rig but topology.n_chips={cfg.topology.n_chips} chips would each "
+            "claim it; use topology=single, or rig.address=null for one emulated rig per chip"
+        )
+    if rig.address is None and cfg.cluster.kind != "local" and not _on_loopback(cfg.cluster.address):
+        raise ConfigError(
+            "rig.address=null starts emulated rigs on this machine's 127.0.0.1, which chip actors on "
+            f"cluster={cfg.cluster.kind} cannot reach; use cluster=local, or serve the rig on the chip host "
+            "(ffm-rig serve --emulated) and set rig.address=HOST:PORT"
+        )
+
+
+def _on_loopback(address: str | None) -> bool:
+    """A Ray cluster address on this machine's loopback (its nodes can reach 127.0.0.1 here)."""
+    host = (address or "").removeprefix("ray://").rpartition(":")[0]
+    return host.startswith("127.") or host == "localhost"

@@ -37,7 +37,7 @@ class Loss(enum.StrEnum):
 
 @dataclass
 class ChipConfig:
-    kind: str = "diffractive"  # a chip system of pipeline.chips.CHIPS (diffractive | mzi)
+    kind: str = "diffractive"  # a chip system of pipeline.chips.CHIPS (diffractive | mzi | rig)
     geometry: str = "reference"  # diffractive: reference | small
     n_modes: int | None = None  # mzi: modes (None: the task's features + 1 reference mode)
     arrangement: str = "double"  # mzi: double (reflective, M = A^T R A, FFM-exact) | single
@@ -60,6 +60,53 @@ class ChipConfig:
     only: str | None = None  # diffractive: keep one imperfection group (chips.diffractive), zero the rest
 
     options: dict = field(default_factory=dict)  # per-kind options, read by the chip system's adapter
+
+
+@dataclass
+class RigHardwareConfig:
+    """The names a rig's slmsuite server gives each role (null: the role is not there)."""
+
+    field_amplitude: str = "field_amplitude"  # the field loader's amplitude SLM
+    field_phase: str = "field_phase"  # the field loader's phase SLM
+    design_phase: str | None = "design_phase"  # null: the loader's phase SLM also shows the design phase
+    camera: str = "camera"  # the holographic camera
+    intensity_camera: str | None = None  # a second camera without the reference
+
+
+@dataclass
+class RigEmulatorConfig:
+    """An emulated rig (rig.address null): one ``ffm-rig serve --emulated`` per chip on 127.0.0.1."""
+
+    seed: int | None = None  # hidden imperfections and noise (null: the chip's seed)
+    level: float | None = None  # imperfection level (null: chip.level); its knobs are chip.hardware
+    real_time: bool = False  # sleep for settles and exposures (false: a virtual clock)
+    photons_per_px_s: float = 1.0e6  # at loader amplitude 1
+    exposure_s: float = 0.01  # the cameras' initial exposure
+    settle_s: float = 0.15  # the emulated SLMs' own settle time
+    drift_rad_per_frame: float = 0.002  # reference-phase random walk, rms per frame
+    pitch_m: float | None = None  # its SLMs' and cameras' pitch (null: the chip's; another: a mismatched rig)
+    camera_oversample: int | None = None  # its camera's pixels per SLM pixel (null: rig.camera_oversample)
+    fault_frames: list = field(default_factory=list)  # frame indices that fail (fault-injection tests)
+    fault_kind: str = "drop"  # timeout | drop
+
+
+@dataclass
+class RigConfig:
+    """A physical measure-and-reload rig (chip=rig), driven over slmsuite's TCP protocol."""
+
+    address: str | None = None  # HOST:PORT of its ffm-rig server (null: an emulated rig per chip)
+    hardware: RigHardwareConfig = field(default_factory=RigHardwareConfig)
+    scheme: str = "3-step"  # holography: 3-step | 4-step | off-axis
+    camera_oversample: int = 1  # camera pixels per SLM pixel (off-axis holography needs >= 2)
+    averaging: int = 1  # frames averaged per phase step
+    drift_every_batches: int = 1  # re-measure the reference phase every this many batches
+    error_exposure_boost: float = 3.0  # the first error-pass hop's exposure multiplier
+    frame_retries: int = 3  # retries of a frame or write before the chip fails
+    frame_timeout_s: float = 5.0
+    frame_rate_hz: float = 30.0  # the camera's frame rate
+    settle_s: float | None = None  # after each SLM write (null: each SLM's own settle time)
+    connect_timeout_s: float = 5.0  # the driver's and each chip's connection to the rig
+    emulator: RigEmulatorConfig = field(default_factory=RigEmulatorConfig)
 
 
 @dataclass
@@ -195,6 +242,7 @@ class RunConfig:
     debug: DebugConfig = field(default_factory=DebugConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
+    rig: RigConfig = field(default_factory=RigConfig)  # chip=rig: the rig each chip drives
     seed: int = 0
     checkpoint_every: int = 20
     resume: str | None = None  # checkpoint .npz or MLflow run id

@@ -9,19 +9,38 @@ the dataset arrives through Ray's object store, so a chip host needs no local fi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from optics.core import ffm
 from optics.core.backend import get_backend
+from optics.core.chip import NoiseFreeOracle
 from optics.core.data import Split
 from optics.core.detectors import detector_scores
 from optics.core.measurement import PassKey
 from pipeline.chips import ChipSpec, ChipSystem, system_of
+from pipeline.chips.base import faults_of
 from pipeline.run.coordinator import EvalResult, RoundResult, Target
+
+
+class ChipFault(RuntimeError):
+    """The chip's hardware failed during a call (a frame that never came, after its own retries):
+    the fault path re-runs the call with the same inputs, like a crashed chip's, then applies the
+    failure policy. Raised by a worker from the errors its chip system names (``faults``)."""
+
+
+@runtime_checkable
+class Instrumented(Protocol):
+    """A chip that counts what it does and calibrates itself (a rig): what the worker reports."""
+
+    def counters(self) -> dict: ...
+    def drain_calibrations(self) -> list: ...
+    def seconds_per_sample(self, batch: int = 32) -> dict: ...
 
 
 @dataclass(frozen=True)
@@ -111,6 +130,44 @@ class ChipWorker:
         self.registration_estimate = None
         if spec.calibrate_registration:  # a calibration step before any training
             self.registration_estimate = self.core.system.calibrate(self.chip, self.twin)
+        self.fault_types = faults_of(self.core.system)  # its hardware faults (a rig's RigFault)
+        self._reported: dict = {}  # the chip's counters at its last report
+
+    @contextlib.contextmanager
+    def _hardware_faults(self):
+        """The chip system's hardware faults as :class:`ChipFault` (one line), for the fault path."""
+        try:
+            yield
+        except self.fault_types as exc:
+            line = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+            raise ChipFault(f"{type(exc).__name__}: {line}") from None
+
+    def _counters(self) -> dict | None:
+        """What an instrumented chip counted since its last report (None: a simulated chip)."""
+        if not isinstance(self.chip, Instrumented):
+            return None
+        now = self.chip.counters()
+        since = {k: float(v) - float(self._reported.get(k, 0.0)) for k, v in now.items()}
+        self._reported = dict(now)
+        return since
+
+    def _calibrations(self) -> tuple:
+        """Calibrations an instrumented chip made since its last report, as plain values."""
+        if not isinstance(self.chip, Instrumented):
+            return ()
+        return tuple(
+            {"name": str(c.name), "values": {k: float(v) for k, v in c.values.items()}, "frames": int(c.frames)}
+            for c in self.chip.drain_calibrations()
+        )
+
+    def hardware_report(self, batch: int) -> dict | None:
+        """An instrumented chip at start: rig seconds per sample (its timing model, for ``batch``
+        samples per round), the start-up calibrations and counters. None for a simulated chip."""
+        if not isinstance(self.chip, Instrumented):
+            return None
+        with self._hardware_faults():
+            seconds = {k: float(v) for k, v in self.chip.seconds_per_sample(batch).items()}
+        return {"seconds_per_sample": seconds, "calibrations": self._calibrations(), "counters": self._counters()}
 
     def _inputs(self, subset, idx: np.ndarray):
         return self.core.encode(subset.images[idx]), self._labels(subset.labels[idx]), subset.ids[idx]
@@ -138,16 +195,24 @@ class ChipWorker:
         self.fault.maybe_crash(self.spec.index, "round", round_index)
         target = self.core.program(on, params, version)
         x, y, ids = self._inputs(self.split.train, np.asarray(shard))
-        res = ffm.forward_only_step(target, x, y, self.objective, round_index, ids, self.spec.samples_per_pass)
+        with self._hardware_faults():
+            res = ffm.forward_only_step(target, x, y, self.objective, round_index, ids, self.spec.samples_per_pass)
         grads = {"phase": res.grad_phase}
         if res.grad_amplitude is not None:
             grads["amplitude"] = res.grad_amplitude
         fidelity_cosine = None
-        if fidelity and on == Target.CHIP:
+        if fidelity and on == Target.CHIP and isinstance(self.chip, NoiseFreeOracle):  # a simulator's oracle only
             truth = ffm.true_gradient(self.chip, x, y, self.objective)
             fidelity_cosine = ffm.gradient_fidelity(res.grad_phase, truth.grad_phase)["cosine"]
         return RoundResult(
-            grads, res.loss, res.n_samples, res.n_correct, time.perf_counter() - t0, fidelity_cosine=fidelity_cosine
+            grads,
+            res.loss,
+            res.n_samples,
+            res.n_correct,
+            time.perf_counter() - t0,
+            fidelity_cosine=fidelity_cosine,
+            counters=self._counters(),
+            calibrations=self._calibrations(),
         )
 
     def evaluate(
@@ -172,7 +237,8 @@ class ChipWorker:
         for start in range(0, len(data), batch_size):
             idx = np.arange(start, min(start + batch_size, len(data)))
             x, y, ids = self._inputs(data, idx)
-            intensity = target.infer(x, PassKey(round_index, "inference", tuple(int(i) for i in ids)))
+            with self._hardware_faults():
+                intensity = target.infer(x, PassKey(round_index, "inference", tuple(int(i) for i in ids)))
             scores = target.backend.to_numpy(detector_scores(intensity, target.detectors)).astype(np.float64)
             pred = scores.argmax(axis=1)
             detected += float(scores.sum())  # inputs carry unit power: the detected fraction
@@ -190,6 +256,7 @@ class ChipWorker:
             np.asarray(examples, dtype=np.float32) if n_examples else None,
             np.concatenate(probs) if probabilities else None,
             data.labels if probabilities else None,
+            counters=self._counters(),
         )
 
     def ping(self) -> bool:
@@ -207,8 +274,10 @@ class ChipWorker:
         return {"index": self.spec.index, **where, **self.chip.describe()}
 
     def reveal(self) -> dict:
-        """The chip's hidden imperfections as arrays (logged at the end, for analysis only)."""
-        out = self.chip.reveal().as_arrays()
+        """The chip's hidden imperfections as arrays (logged at the end, for analysis only); a
+        physical chip hides them for real (none)."""
+        hidden = getattr(self.chip, "reveal", None)
+        out = hidden().as_arrays() if hidden is not None else {}
         if self.registration_estimate is not None:
             out["registration_estimate_px"] = self.registration_estimate
         return out

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +19,7 @@ from optics.core.measurement import MeasurementSpec, check_spec_names
 from optics.core.optim import OptimizerSpec
 from pipeline import chips as registry
 from pipeline.chips import ChipSystem, InitialPhases, PhaseLayout
+from pipeline.chips.base import CLAIMS_NAMESPACE, attach_of, bind_rig, claim_of, resources_of
 from pipeline.config import ConfigError, Loss, RunConfig, TopologyKind, TrainerKind, crash_points, n_features
 from pipeline.run.actors import ChipSpec, ChipWorker, FaultPlan
 from pipeline.run.coordinator import SHARED, GroupId, Target, group_of, stage_group
@@ -112,6 +115,7 @@ def _plan(cfg: RunConfig, n_classes: int) -> Plan:
     topology, trainer = TopologyKind(cfg.topology.kind), TrainerKind(t.kind)
     if topology == TopologyKind.WIDTH:
         chips = _subtasks(chips, geometry, n_classes)
+    chips = tuple(_config_error(lambda s=s: bind_rig(system, s, cfg.rig)) for s in chips)  # messages name rig.*
     return Plan(
         geometry,
         chips,
@@ -204,16 +208,32 @@ def load_split(cfg: RunConfig) -> Split:
     return _config_error(lambda: chip_system(cfg).prepare_split(split, n_features(task), method))
 
 
+@contextlib.contextmanager
+def attach_hardware(plan: Plan) -> Iterator[Plan]:
+    """The plan with its chips bound to their hardware, for the ``with`` block: the chip system
+    brings up what the chips drive outside Ray (an emulated rig per chip), checks it from the
+    driver before any actor (one line, ConfigError) and stops what it started on exit."""
+    system = registry.system_of(plan.chips[0])
+    with contextlib.ExitStack() as stack:
+        try:
+            chips = stack.enter_context(attach_of(system, plan.chips))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        yield dataclasses.replace(plan, chips=chips)
+
+
 def start_ray(cfg: RunConfig) -> None:
     """Connect to (or start) the Ray cluster; a running session is reused (tests, notebooks).
-    A local cluster listens on loopback only, with token auth (:mod:`pipeline.run.ray_cluster`)."""
+    A local cluster listens on loopback only, with token auth (:mod:`pipeline.run.ray_cluster`),
+    and advertises the custom resources the chips bring (a rig chip: one ``optical_chip`` each)."""
+    from pipeline.run.preflight import local_resources
     from pipeline.run.ray_cluster import connect, start_local
 
     cl = cfg.cluster
     if cl.kind == "address":
         connect(cl.address)
     else:
-        start_local(cl.num_cpus, cl.include_dashboard)
+        start_local(cl.num_cpus, cl.include_dashboard, local_resources(cfg))
 
 
 def check_cluster(cfg: RunConfig) -> None:
@@ -225,26 +245,53 @@ def check_cluster(cfg: RunConfig) -> None:
     if not cfg.cluster.check_resources:
         return
     c = cfg.chip
-    check_resources(cfg.topology.n_chips, c.num_cpus, c.num_gpus, dict(c.resources), ray.cluster_resources())
+    custom = resources_of(chip_system(cfg), c.resources)
+    check_resources(cfg.topology.n_chips, c.num_cpus, c.num_gpus, custom, ray.cluster_resources())
+
+
+class HardwareHeld(ValueError):
+    """A chip's hardware is held by another run (its named actor exists): one line, exit code 2."""
 
 
 def make_workers(plan: Plan, cfg: RunConfig, split_ref) -> list:
-    """One ChipWorker actor per chip, with the chip's resources and restart budget."""
+    """One ChipWorker actor per chip, with the chip's resources and restart budget. A chip that
+    drives hardware is the named actor that holds it (:func:`pipeline.chips.base.claim_of`): a
+    second claim is refused (:class:`HardwareHeld`) and the actors made so far are stopped."""
     import ray
 
+    from pipeline.run.rounds import stop_actors
+
     remote = ray.remote(ChipWorker)
-    c = cfg.chip
-    return [
-        remote.options(
-            num_cpus=c.num_cpus,
-            num_gpus=c.num_gpus,
-            resources=dict(c.resources) or None,
-            max_restarts=cfg.cluster.max_restarts,
-            max_task_retries=0,
-            name=None,
-        ).remote(spec, split_ref, plan.objective, plan.fault)
-        for spec in plan.chips
-    ]
+    workers: list = []
+    try:
+        for spec in plan.chips:
+            workers.append(_make_worker(remote, spec, plan, cfg, split_ref))
+    except BaseException:
+        stop_actors(workers)
+        raise
+    return workers
+
+
+def _make_worker(remote, spec: ChipSpec, plan: Plan, cfg: RunConfig, split_ref):
+    from ray.exceptions import ActorAlreadyExistsError
+
+    c, system = cfg.chip, registry.system_of(spec)
+    claim = claim_of(system, spec)
+    named = {"name": claim.name, "namespace": CLAIMS_NAMESPACE} if claim else {"name": None}
+    options = remote.options(
+        num_cpus=c.num_cpus,
+        num_gpus=c.num_gpus,
+        resources=resources_of(system, c.resources) or None,
+        max_restarts=cfg.cluster.max_restarts,
+        max_task_retries=0,
+        **named,
+    )
+    try:
+        return options.remote(spec, split_ref, plan.objective, plan.fault)
+    except (ActorAlreadyExistsError, ValueError) as exc:
+        if claim is None or "already" not in str(exc):
+            raise
+        raise HardwareHeld(claim.refusal) from None
 
 
 def make_tracker(cfg: RunConfig):

@@ -27,6 +27,8 @@ from optics.core import optim
 
 GroupId = NewType("GroupId", str)  # a parameter group: SHARED, chip{k} or stage{k}
 SHARED = GroupId("shared")
+COUNTERS = "rig/"  # round metrics: a rig's counters summed over chips (rig/frames, rig/slm_writes, ...)
+CALIBRATIONS = "calibration/"  # metrics of each calibration: calibration/chip{k}/<name>/<value>
 
 
 class Target(enum.StrEnum):
@@ -59,6 +61,8 @@ class RoundResult:
     correct: int
     compute_s: float
     fidelity_cosine: float | None = None  # gradient fidelity against the true gradient, when asked
+    counters: dict[str, float] | None = None  # a rig: frames, SLM writes, rig seconds, ... since its last report
+    calibrations: tuple = ()  # a rig: calibrations since its last report, {"name", "values", "frames"} each
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class EvalResult:
     probabilities: np.ndarray | None = None
     labels: np.ndarray | None = None
     subtask_accuracy: dict | None = None
+    counters: dict[str, float] | None = None  # a rig: frames, SLM writes, rig seconds, ... of this evaluation
 
 
 @dataclass(frozen=True)
@@ -210,4 +215,34 @@ def round_metrics(
     fids = [r.fidelity_cosine for r in results.values() if r.fidelity_cosine is not None]
     if fids:
         out["grad_fidelity_cosine"] = float(np.mean(fids))
+    out |= summed_counters(r.counters for r in results.values())
+    for chip in sorted(results):
+        out |= calibration_metrics(chip, results[chip].calibrations)
+    return out
+
+
+def summed_counters(counted) -> dict[str, float]:
+    """Rig counters of several chips: each counter summed (``rig/<name>``), and the slowest
+    rig's seconds (``rig/rig_seconds_max``, what the chips' rig time costs the round)."""
+    counted = [c for c in counted if c]
+    if not counted:
+        return {}
+    out = {f"{COUNTERS}{k}": float(sum(c.get(k, 0.0) for c in counted)) for k in counted[0]}
+    if "rig_seconds" in counted[0]:
+        out[f"{COUNTERS}rig_seconds_max"] = float(max(c.get("rig_seconds", 0.0) for c in counted))
+    return out
+
+
+def calibration_metrics(chip: int, calibrations) -> dict[str, float]:
+    """``calibration/chip{k}/<name>/<value>`` and ``.../frames`` of each calibration; a name that
+    comes again in the same report gets ``_2``, ``_3``, ... (the drift is probed before the data
+    and before the error pass)."""
+    out: dict[str, float] = {}
+    seen: dict[str, int] = {}
+    for c in calibrations:
+        seen[c["name"]] = seen.get(c["name"], 0) + 1
+        name = c["name"] if seen[c["name"]] == 1 else f"{c['name']}_{seen[c['name']]}"
+        prefix = f"{CALIBRATIONS}{chip_group(chip)}/{name}"
+        out |= {f"{prefix}/{k}": float(v) for k, v in c["values"].items()}
+        out[f"{prefix}/frames"] = float(c["frames"])
     return out

@@ -24,6 +24,7 @@ from pipeline.reports import figures
 from pipeline.reports.run_report import log_final_artifacts, plan_params, print_summary
 from pipeline.run import checkpoint
 from pipeline.run.build import (
+    attach_hardware,
     check_cluster,
     fingerprint,
     flat_params,
@@ -35,6 +36,7 @@ from pipeline.run.build import (
     start_ray,
 )
 from pipeline.run.coordinator import EvalResult, Target, TrainState, batch_indices, end_epoch, init_state, step
+from pipeline.run.hardware import attached_lines, evaluation_counters, report_at_start, split_calibrations
 from pipeline.run.preflight import check_inputs, check_output_dir, finite_phases
 from pipeline.run.rounds import stop_actors
 from pipeline.run.topologies import make_topology
@@ -74,8 +76,10 @@ def train(raw_cfg) -> dict:
 
     Every check runs before Ray starts or an MLflow run exists: the config, the chips'
     propagation and memory (:mod:`pipeline.run.preflight`), the tracking server, the resume
-    source, the output folder; then the cluster's resources, and each chip actor is pinged
-    once created, so a constructor error is one line. A rejected run leaves nothing behind.
+    source, the output folder, the hardware the chips drive (a rig: reached and checked, an
+    emulated one started first and stopped when the run ends, however it ends); then the
+    cluster's resources, and each chip actor is pinged once created, so a constructor error
+    is one line. A rejected run leaves nothing behind.
     The run then lives in :func:`pipeline.tracking.lifecycle.tracked_run`: it ends FINISHED,
     FAILED or KILLED (Ctrl-C: checkpointed, :class:`Interrupted` raised), the actors stopped.
     """
@@ -87,7 +91,15 @@ def train(raw_cfg) -> dict:
     plan = make_plan(cfg, split.n_classes, len(split.train))  # every check passes before Ray starts
     for note in plan.notes:
         print(f"ffm-train: warning: {note}", file=sys.stderr)
+    with attach_hardware(plan) as plan:  # rigs: emulated ones started, every one checked; stopped at the end
+        return _run(cfg, plan, split)
+
+
+def _run(cfg: RunConfig, plan, split) -> dict:
+    """The chips started, the run tracked from start to finish (see :func:`train`)."""
     tracker = make_tracker(cfg)
+    for line in attached_lines(plan):
+        tracker.event(line)
     state, run_id = _initial_state(cfg, plan, tracker)
     topo, split_ref = _start_chips(cfg, plan, split, tracker)
     sess = _session(cfg, plan, topo, tracker, split, split_ref)
@@ -96,6 +108,7 @@ def train(raw_cfg) -> dict:
     with tracked_run(tracker, params, run_tags(cfg), run_id, release=release):
         if cfg.resume:
             tracker.event(f"resumed at round {state.round} from {cfg.resume}")
+        report_at_start(sess, state, len(split.val) + len(split.test))  # rigs: projected epoch, calibrations
         t0 = time.perf_counter()
         state = _loop(sess, state)
         return _finish(sess, state, time.perf_counter() - t0)
@@ -249,7 +262,10 @@ def _round(sess: Session, state: TrainState) -> tuple[TrainState, dict]:
         "logging_s": sess.logging_s,  # logging: the previous round's
         "overhead_frac": max(0.0, 1.0 - metrics["slowest_chip_s"] / (now - t0)),
     }
+    calibrations = split_calibrations(metrics)  # a rig's, made during the round
     sess.tracker.log_round(state.round, metrics)
+    if calibrations:
+        sess.tracker.log_metrics(calibrations, step=state.round)
     sess.logging_s = time.perf_counter() - now
     for key in ("loss", "accuracy"):
         sess.history.setdefault(f"train_{key}", []).append((state.round, metrics[key]))
@@ -268,6 +284,7 @@ def _validate(sess: Session, state: TrainState) -> TrainState:
             metrics[f"{subset}_accuracy/{name}"] = r.accuracy
             sess.history.setdefault(f"{subset}_accuracy/{name}", []).append((state.round, r.accuracy))
         metrics[f"{subset}_accuracy/mean"] = float(np.mean([r.accuracy for r in res.values()]))
+        metrics |= evaluation_counters(res, f"{subset}_")  # a rig's frames, writes, seconds
     sess.history.setdefault("val_mean", []).append((state.round, metrics["val_accuracy/mean"]))
     sess.tracker.log_metrics(metrics | {"epoch": state.epoch + 1}, step=state.round)
     return end_epoch(state, metrics["val_accuracy/mean"])
@@ -291,6 +308,7 @@ def _finish(sess: Session, state: TrainState, wall_s: float) -> dict:
     sess.tracker.log_metrics(
         {f"final_test_accuracy/{name}": r.accuracy for name, r in test.items()}
         | detected
+        | evaluation_counters(test, "final_test_")
         | {"final_test_accuracy/twin": summary["twin_test_accuracy"]},
         step=state.round,
     )

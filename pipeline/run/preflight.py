@@ -23,7 +23,9 @@ import tempfile
 
 import numpy as np
 
+from pipeline import chips
 from pipeline.chips import system_of
+from pipeline.chips.base import resources_of
 from pipeline.config import ConfigError
 
 
@@ -71,6 +73,16 @@ def check_resources(
                 f"lower {key} or topology.n_chips, or add nodes (an autoscaling cluster: "
                 "cluster.check_resources=false)"
             )
+
+
+def local_resources(cfg) -> dict[str, float]:
+    """The custom resources a local cluster advertises: what the chip system needs per chip, once
+    per chip (``chip=rig``: one ``optical_chip`` per rig). ``chip.resources`` beyond that is not
+    advertised: a simulated chip asking for ``optical_chip`` has no rig here."""
+    if cfg.cluster.kind != "local":
+        return {}
+    need = resources_of(chips.system(cfg.chip.kind), {})
+    return {name: cfg.topology.n_chips * v for name, v in need.items()}
 
 
 def check_output_dir(path: str) -> bool:
@@ -137,8 +149,8 @@ def check_inputs(cfg) -> None:
             cfg.topology.n_chips,
             c.num_cpus,
             c.num_gpus,
-            dict(c.resources),
-            total,
+            resources_of(chips.system(c.kind), c.resources),
+            total | local_resources(cfg),
             "a local Ray cluster (cluster=local) has",
         )
     if cfg.cluster.kind == "address":

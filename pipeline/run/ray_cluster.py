@@ -95,8 +95,9 @@ def _single_machine() -> Iterator[None]:
             os.environ[SINGLE_MACHINE_ENV] = saved_env
 
 
-def start_local(num_cpus: int | None, include_dashboard: bool) -> None:
-    """Start a one-machine Ray cluster on loopback with token auth; reuse a running session."""
+def start_local(num_cpus: int | None, include_dashboard: bool, resources: dict | None = None) -> None:
+    """Start a one-machine Ray cluster on loopback with token auth; reuse a running session.
+    ``resources``: custom resources it advertises (e.g. ``{"optical_chip": 1}`` for a rig)."""
     import ray
 
     check_auth_mode()  # also when reusing a session: say it loudly
@@ -109,6 +110,7 @@ def start_local(num_cpus: int | None, include_dashboard: bool) -> None:
     with _single_machine():
         ray.init(
             num_cpus=num_cpus,
+            resources=dict(resources) if resources else None,
             include_dashboard=include_dashboard,
             dashboard_host=LOOPBACK,
             log_to_driver=False,

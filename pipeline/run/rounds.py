@@ -11,9 +11,12 @@ A call is a thunk that (re)submits one remote method call. What can happen to it
   restarts it): one attempt counted;
   the call is submitted again with the *same* inputs (measurement noise is keyed by round,
   pass and sample, so a re-run reproduces the lost result bit for bit);
-- the actor's constructor raised, or the method itself raised (a ``RayTaskError``): a
-  re-run with the same inputs would raise again, so the run fails at once with the
-  actor's own error text (``ChipError``), never the generic "unavailable".
+- the chip's hardware failed (the method raised :class:`~pipeline.run.actors.ChipFault`: a
+  rig's frame never came after its own retries): one attempt counted, and the call is
+  submitted again with the same inputs on the same actor, like a crashed chip's;
+- the actor's constructor raised, or the method itself raised anything else (a
+  ``RayTaskError``): a re-run with the same inputs would raise again, so the run fails at
+  once with the actor's own error text (``ChipError``), never the generic "unavailable".
 
 Past ``retries`` counted attempts the chip fails the run (``ChipFailure``) or, with
 ``on_failure='drop'``, leaves it. Training rounds, evaluation, final testing,
@@ -32,6 +35,7 @@ import numpy as np
 import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
 
+from pipeline.run.actors import ChipFault
 from pipeline.run.coordinator import RoundResult, Target, group_of
 
 
@@ -76,6 +80,11 @@ def actor_error_line(exc: BaseException) -> str:
         if head.isidentifier() and (head.endswith(("Error", "Exception")) or head in ("KeyboardInterrupt",)):
             return line
     return lines[-1] if lines else type(exc).__name__
+
+
+def _hardware_fault(exc: BaseException) -> bool:
+    """The chip's hardware failed (:class:`ChipFault`): counted and re-run, not fatal."""
+    return isinstance(exc, ChipFault) or isinstance(getattr(exc, "cause", None), ChipFault)
 
 
 def _fatal(exc: BaseException) -> bool:
@@ -160,6 +169,8 @@ def _settle(call: _Call, ready: list, results: dict, k: int):
             results[k] = ray.get(call.ref)
             return None
         except (RayActorError, RayTaskError, GetTimeoutError) as exc:
+            if _hardware_fault(exc):
+                return f"chip fault: {actor_error_line(exc)}"
             if _fatal(exc):
                 return exc
             if isinstance(exc, ActorUnavailableError):

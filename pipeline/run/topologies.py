@@ -26,7 +26,7 @@ from pipeline.run.coordinator import (
     stage_group,
 )
 from pipeline.run.layer_pipeline import make_stage_workers, pipeline_evaluate, pipeline_round, retry_whole, stage_layers
-from pipeline.run.rounds import call_each, call_round, evaluate_chips, fingerprint
+from pipeline.run.rounds import call_each, call_round, evaluate_chips, fingerprint, stop_actors
 
 
 class DataParallel:
@@ -98,6 +98,11 @@ class DataParallel:
 
     def detector_regions(self, alive: list[int]):
         return self._each(alive[:1], "detector_regions")[alive[0]]
+
+    def hardware_reports(self, alive: list[int], batch: int) -> dict[int, dict]:
+        """Chip -> its hardware report at start (instrumented chips only: a rig's timing, calibrations)."""
+        found = call_each(self.workers, alive, "hardware_report", self.plan.policy, self.event, batch)
+        return {k: r for k, r in found.items() if r is not None}
 
 
 class Width(DataParallel):
@@ -258,6 +263,9 @@ class LayerPipeline:
     def detector_regions(self, alive: list[int]):
         return None
 
+    def hardware_reports(self, alive: list[int], batch: int) -> dict[int, dict]:
+        return {}  # stages are simulated chips
+
 
 def make_topology(plan, cfg, split, split_ref, event, make_workers):
     """Build the actors of the configured topology and ping each (the composition root calls this):
@@ -271,5 +279,9 @@ def make_topology(plan, cfg, split, split_ref, event, make_workers):
     else:
         cls = Width if plan.topology == TopologyKind.WIDTH else DataParallel
         topo = cls(plan, make_workers(plan, cfg, split_ref), event)
-    call_each(topo.workers, list(range(len(topo.workers))), "ping", plan.policy, event)
+    try:
+        call_each(topo.workers, list(range(len(topo.workers))), "ping", plan.policy, event)
+    except BaseException:
+        stop_actors(topo.workers)  # a chip that cannot start: none of them stays (nor holds its rig)
+        raise
     return topo

@@ -90,5 +90,5 @@ def test_typed_composition_refuses_wrong_types_as_one_line(override, key):
 
 
 def test_unknown_chip_kind_names_the_known_kinds():
-    with pytest.raises(ConfigError, match="chip.kind must be one of diffractive, mzi; got 'laser'"):
+    with pytest.raises(ConfigError, match="chip.kind must be one of diffractive, mzi, rig, rig_sim; got 'laser'"):
         load_config(compose("chip.kind=laser"))

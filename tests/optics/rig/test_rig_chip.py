@@ -18,8 +18,9 @@ from optics.core.data import encode_amplitude
 from optics.core.measurement import MeasurementSpec
 from optics.diffractive.chip import DigitalTwin, SimulatedChip
 from optics.diffractive.geometry import Geometry
-from optics.rig.chip import RigChip, RigFault, RigSettings, fourier_shift
+from optics.rig.chip import RigChip, RigFault, RigSettings
 from optics.rig.emulator import EmulatorSpec, emulated_hardware
+from optics.rig.holography import fourier_shift
 from optics.rig.instruments import RigInstruments, quiet_slmsuite
 
 quiet_slmsuite()
@@ -68,17 +69,26 @@ def test_calibrations_measure_the_hidden_rig():
     assert np.abs(residual).max() <= 0.05
 
 
-@pytest.mark.parametrize("scheme", ["3-step", "4-step"])
+# off-axis: a camera with 6 pixels per SLM pixel and a reference tilted by (0.25, 0.25) cycles per
+# camera pixel, the smallest that keeps the field's band (a disc of radius sqrt(2)/2/6) clear of DC
+OFF_AXIS = {"camera_oversample": 6, "off_axis_carrier_cyc_per_px": (0.25, 0.25)}
+
+
+@pytest.mark.parametrize("scheme", ["3-step", "4-step", "off-axis"])
 def test_measured_field_matches_the_hop_and_improves_with_light(scheme):
     errors = []
-    for light in (1.0, 100.0):
+    oversampled = OFF_AXIS if scheme == "off-axis" else {}
+    # off-axis spends the whole budget on one frame: at the default light it is already near the floor
+    for light in (0.1, 10.0) if scheme == "off-axis" else (1.0, 100.0):
         spec = EmulatorSpec(
             seed=2,
             photons_per_px_s=1e6 * light,
             reference_e_per_px_s=2e5 * light,
             full_well_e=4e4 * light,
+            camera_oversample=oversampled.get("camera_oversample", 1),
+            reference_carrier_cyc_per_px=oversampled.get("off_axis_carrier_cyc_per_px", (0.0, 0.0)),
         )
-        chip, _, twin = _rig(spec, scheme=scheme)
+        chip, _, twin = _rig(spec, scheme=scheme, **oversampled)
         chip.calibrate(twin)
         rng = np.random.default_rng(1)
         f = rng.uniform(0, 1, (G.n, G.n)) * np.exp(1j * rng.uniform(0, 6, (G.n, G.n)))
@@ -180,8 +190,12 @@ def test_bad_rigs_are_refused_before_any_frame():
     with pytest.raises(ValueError, match="fewer than the geometry"):
         RigChip(G, RigInstruments(*hardware[:4]), RigSettings())
     hardware = emulated_hardware(EmulatorSpec())
-    with pytest.raises(ValueError, match="off-axis"):
-        RigChip(G, RigInstruments(*hardware[:4]), RigSettings(scheme="off-axis"))
+    with pytest.raises(ValueError, match="off-axis needs a camera oversampling"):
+        RigSettings(scheme="off-axis")
+    with pytest.raises(ValueError, match="fewer than rig.camera_oversample"):
+        RigChip(G, RigInstruments(*hardware[:4]), RigSettings(scheme="off-axis", **OFF_AXIS))
+    with pytest.raises(ValueError, match="does not fit carrier"):
+        RigSettings(scheme="off-axis", camera_oversample=4, off_axis_carrier_cyc_per_px=(0.25, 0.25))
     with pytest.raises(ValueError, match="scheme must be one of"):
         RigSettings(scheme="5-step")
     chip = RigChip(G, RigInstruments(*hardware[:4]), RigSettings())

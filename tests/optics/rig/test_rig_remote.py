@@ -1,5 +1,8 @@
 """RigChip over slmsuite's TCP protocol: an emulated rig in its own process on 127.0.0.1."""
 
+import socket
+import threading
+
 import numpy as np
 import pytest
 
@@ -38,7 +41,7 @@ def test_an_uninterrupted_emulated_run_reproduces_exactly():
     assert counted["frames"] > 0 and counted["retries"] == 0
 
 
-def test_a_stalled_frame_and_a_failed_frame_are_retried():
+def test_a_stalled_frame_and_a_failing_frame_are_retried():
     # frame 80 falls in the training step (the calibrations take about 60); it stalls past the client's
     # 1 s timeout, so the client gives up on it and asks again; frame 90 fails on the server
     spec = EmulatorSpec(seed=5, fault_frames=(80,), fault_kind="timeout", fault_sleep_s=1.5)
@@ -49,6 +52,57 @@ def test_a_stalled_frame_and_a_failed_frame_are_retried():
     with start_emulated_rig(spec) as rig:
         grad, counted = _step(rig.address)
     assert counted["retries"] == 1 and np.isfinite(grad).all()
+
+
+class DroppingProxy:
+    """A TCP relay to ``target`` that cuts the connections numbered in ``drop`` (counted from 0)
+    after reading their request, with no reply: a link to the lab PC that drops."""
+
+    def __init__(self, target: tuple[str, int], drop: set[int]):
+        self.target, self.drop, self.count = target, drop, 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            with client:
+                request = _read_message(client)
+                index, self.count = self.count, self.count + 1
+                if index in self.drop:
+                    continue  # closed without a reply
+                with socket.create_connection(self.target) as upstream:
+                    upstream.sendall(request)
+                    client.sendall(_read_message(upstream))
+
+    def close(self):
+        self.sock.close()
+
+
+def _read_message(sock) -> bytes:
+    """One slmsuite message: bytes up to its newline."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_a_dropped_connection_is_retried():
+    with start_emulated_rig(EmulatorSpec(seed=5)) as rig:
+        host, port = rig.address.rsplit(":", 1)
+        proxy = DroppingProxy((host, int(port)), drop={200, 260})  # calls 200 and 260: in the training step
+        try:
+            grad, counted = _step(proxy.address)
+        finally:
+            proxy.close()
+    assert counted["retries"] == 2 and np.isfinite(grad).all()
 
 
 def test_unknown_hardware_and_unreachable_rigs_are_one_line_errors():
