@@ -228,7 +228,8 @@ def test_dockerfiles_install_the_built_wheel_over_the_locked_requirements(name, 
 
 def test_kuberay_calls_the_entry_point_the_wheel_installs():
     scripts = tomllib.loads((DEPLOY.parent / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["ffm-train"] == "pipeline.cli:main"
+    assert scripts["ffm-train"] == "pipeline.entry:train"
+    assert scripts["ffm-report"] == "pipeline.entry:report"
     module, func = scripts["ffm-train"].split(":")
     source = (DEPLOY.parent / (module.replace(".", "/") + ".py")).read_text()
     assert re.search(rf"^def {func}\(", source, re.M)

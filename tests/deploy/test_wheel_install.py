@@ -163,3 +163,9 @@ def test_rig_extra_alone_runs_ffm_rig_without_ray(tmp_path, built):
     )
     assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
     assert "no_such_slm" in run.stderr and "meadowlark" in run.stderr
+    # ffm-train is installed with the base package but needs the pipeline extra: it says so in one line
+    train = subprocess.run(
+        [str(py.parent / "ffm-train")], capture_output=True, text=True, cwd=tmp_path, env=_clean_env(), timeout=120
+    )
+    assert train.returncode == 2 and len(train.stderr.strip().splitlines()) == 1, train.stderr
+    assert 'pip install "ffm-optics[pipeline]"' in train.stderr

@@ -1,0 +1,41 @@
+"""The console scripts' entry points: a missing ``pipeline`` extra is one line, not a traceback.
+
+``ffm-train`` and ``ffm-report`` need Ray, MLflow and Hydra, which ``pip install ffm-optics``
+alone does not bring (the base install is the optics; ``ffm-rig`` needs only the ``rig`` extra).
+"""
+
+from __future__ import annotations
+
+import sys
+
+PIPELINE_MODULES = ("ray", "mlflow", "hydra", "omegaconf", "matplotlib", "tqdm")
+
+
+def _missing_extra(prog: str, exc: ModuleNotFoundError) -> int:
+    print(
+        f'{prog}: error: {exc.name} is not installed; install the pipeline extra: pip install "ffm-optics[pipeline]"',
+        file=sys.stderr,
+    )
+    return 2
+
+
+def train() -> int:
+    """``ffm-train``: :func:`pipeline.cli.main`."""
+    try:
+        from pipeline.cli import main
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in PIPELINE_MODULES:
+            return _missing_extra("ffm-train", exc)
+        raise
+    return main()
+
+
+def report() -> int:
+    """``ffm-report``: :func:`pipeline.reports.cli.main`."""
+    try:
+        from pipeline.reports.cli import main
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in PIPELINE_MODULES:
+            return _missing_extra("ffm-report", exc)
+        raise
+    return main()
