@@ -246,6 +246,12 @@ class SimulatedChip(_DiffractiveBase):
         t = xp.exp(1j * phases).astype(self.backend.complex_dtype, copy=False)
         return t if amps is None else t * amps.astype(self.backend.real_dtype)
 
+    def _flat_slm(self):
+        """``exp(i realised(0))`` (n, n): the one SLM of a time-multiplexed chip showing no design phase,
+        which the first error hop crosses as every other hop does (its screen, its response at 0)."""
+        zero = self.backend.xp.zeros((1, self.geometry.n, self.geometry.n))
+        return self.backend.xp.exp(1j * self.realised_phases(zero)[0]).astype(self.backend.complex_dtype)
+
     def _reload_camera(self, key: PassKey):
         """``(measure, key)``: the camera of every hop of one reload pass (one reference phase per pass)."""
         spec, backend = self.measurement, self.backend
@@ -291,8 +297,9 @@ class SimulatedChip(_DiffractiveBase):
         if self.reloads:
             measure, _ = self._reload_camera(key)
             load = reload.loader_levels(self._hidden.quant_step, self.backend)
+            first = self._flat_slm() if self.hardware.time_multiplexed else None
             return reload.error_pass(
-                error, self.transmissions, self.props, measure, load, Tap.INPUT_ERROR, self.backend, to_input
+                error, self.transmissions, self.props, measure, load, Tap.INPUT_ERROR, self.backend, to_input, first
             )
         taps = donn.error_pass(error, self.transmissions, self.props, transpose=False, to_input=to_input)
         measured = [(taps.fields[layer], layer) for layer in range(taps.fields.shape[0])]

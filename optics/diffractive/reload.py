@@ -94,14 +94,18 @@ def data_pass(inputs, realised, commanded, props, measure: Measure, load, detect
     return Taps(fields, a, sent_power)
 
 
-def error_pass(error, realised, props, measure: Measure, load, input_tap, backend, to_input: bool = False) -> Taps:
+def error_pass(
+    error, realised, props, measure: Measure, load, input_tap, backend, to_input: bool = False, first=None
+) -> Taps:
     """The reload error pass of ``error`` (B, n, n): forward through the same hops, layer order
     reversed. Returns ``eps_hat_1 .. eps_hat_L`` and, with ``to_input``, the error at the input
-    plane (measured through ``P_0``, or ``t_1 eps_hat_1`` for a relay-fed chip)."""
+    plane (measured through ``P_0``, or ``t_1 eps_hat_1`` for a relay-fed chip). ``first``: what
+    the first hop's light crosses besides free space (a time-multiplexed rig's one SLM, showing
+    no design phase: its screen; None: nothing, the error is shown at the output plane)."""
     xp = backend.xp
     n_layers = realised.shape[0]
     fields = xp.empty((n_layers,) + tuple(error.shape), dtype=backend.complex_dtype)
-    fields[n_layers - 1] = _shot(load(error), None, props[n_layers], measure, n_layers - 1, backend)
+    fields[n_layers - 1] = _shot(load(error), first, props[n_layers], measure, n_layers - 1, backend)
     for layer in range(n_layers - 1, 0, -1):
         fields[layer - 1] = _shot(load(fields[layer]), realised[layer], props[layer], measure, layer - 1, backend)
     at_input = None

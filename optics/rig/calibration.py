@@ -13,8 +13,9 @@ prediction is needed, the ideal twin's free space ``P`` (never the hidden optics
   its ``C`` is kept as the reference of the drift.
 - **drift** (every ``drift_every_batches`` batches, Xue et al. 2024 every batch): the same
   probe again; ``Delta = -arg sum C_now conj(C_first)`` is the reference phase moved since.
-- **registration**: random real probes ``f``; the measured ``|E|^2`` against the twin's
-  ``|P f|^2``; the shift is the slope of their cross-power phase
+- **registration**: random amplitude probes ``f``; the measured field carried back to the SLM
+  plane with the twin's free space, where its amplitude is ``|f|`` whatever phase screen the
+  SLM has; the shift of ``|P^* E|^2`` against ``f^2`` is the slope of their cross-power phase
   (:func:`optics.diffractive.calibration.subpixel_shift`), averaged over the probes.
 - **response**: uniform design phases ``p_k``; ``arg sum C_k conj(C_0)`` is the realised
   phase; a fit of ``2 pi (p / 2 pi)^gamma`` gives ``gamma``, inverted on every later write.
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optics.core.propagation import propagate
+from optics.core.propagation import propagate, spread_px
 from optics.diffractive.calibration import subpixel_shift
 
 EXPOSURE_TARGET = 0.3  # brightest plane-wave pixel, as a fraction of full scale
@@ -116,7 +117,11 @@ def calibrate_drift(chip) -> Calibration:
 
 
 def registration(chip, twin) -> Calibration:
-    """The camera frame's shift (dy, dx) in pixels, from random probes against the twin."""
+    """The camera frame's shift (dy, dx) in pixels, from random amplitude probes.
+
+    The measured complex field is carried back to the SLM plane with the twin's free space
+    (``P^-1 = P^*`` for the symmetric ideal ``P``), where its amplitude is the probe's whatever
+    phase screen the SLM has (a screen is phase only), and compared with the probe."""
 
     def measure():
         rng = np.random.default_rng(0x5E6)
@@ -124,13 +129,17 @@ def registration(chip, twin) -> Calibration:
         chip.write_design(np.zeros((n, n)))
         chip.state.shift_px = np.zeros(2)
         shifts = []
+        be = twin.backend
+        # probes lit in the middle only, so what they spread to stays on the camera
+        yy, xx = np.mgrid[:n, :n] - (n - 1) / 2
+        g = chip.geometry
+        radius = max(n / 2 - spread_px(g.pitch, g.wavelength, g.distance), n / 8)
+        centre = (np.hypot(yy, xx) <= radius).astype(float)
         for _ in range(chip.settings.registration_probes):
-            probe = rng.uniform(0.0, 1.0, (n, n)) + 0j
-            measured = chip.shot(probe / probe.max())
-            predicted = twin.backend.to_numpy(
-                propagate(twin.backend.asarray(probe[None] / probe.max()), twin.props[-1])
-            )
-            shifts.append(subpixel_shift(np.abs(measured) ** 2, np.abs(predicted[0]) ** 2))
+            probe = rng.uniform(0.0, 1.0, (n, n)) * centre
+            measured = chip.shot(probe / probe.max() + 0j)
+            back = np.conj(be.to_numpy(propagate(be.asarray(np.conj(measured)[None]), twin.props[-1]))[0])
+            shifts.append(subpixel_shift(np.abs(back) ** 2, (probe / probe.max()) ** 2))
         chip.state.shift_px = np.mean(shifts, axis=0)
         spread = np.std(shifts, axis=0) / math.sqrt(len(shifts))
         return {"shift_y_px": chip.state.shift_px[0], "shift_x_px": chip.state.shift_px[1], "stderr_px": spread.max()}

@@ -70,6 +70,7 @@ class Rig(Diffractive):
             camera_oversample=knobs.camera_oversample,
             averaging=knobs.averaging,
             drift_every_batches=knobs.drift_every_batches,
+            calibrate_response=knobs.calibrate_response,
             error_exposure_boost=knobs.error_exposure_boost,
             frame_retries=knobs.frame_retries,
             frame_timeout_s=knobs.frame_timeout_s,

@@ -100,6 +100,7 @@ class RigConfig:
     camera_oversample: int = 1  # camera pixels per SLM pixel (off-axis holography needs >= 2)
     averaging: int = 1  # frames averaged per phase step
     drift_every_batches: int = 1  # re-measure the reference phase every this many batches
+    calibrate_response: bool = True  # measure the design SLM's phase response at start and invert it
     error_exposure_boost: float = 3.0  # the first error-pass hop's exposure multiplier
     frame_retries: int = 3  # retries of a frame or write before the chip fails
     frame_timeout_s: float = 5.0
