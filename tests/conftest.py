@@ -118,7 +118,18 @@ def mlflow_server_at(folder, port: int | None = None):
 def stop_server(proc) -> None:
     """Stop a server started by :func:`mlflow_server_at` (it and its job-runner children)."""
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
+        stop_server_group(proc)
+
+
+def stop_server_group(proc, grace_s: float = 60.0) -> None:
+    """SIGTERM a server's process group and wait; on a loaded machine gunicorn's workers can take
+    longer than a quiet one suggests, so after ``grace_s`` the group is SIGKILLed and reaped."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
 
 

@@ -239,8 +239,9 @@ def auth_server(postgres, tmp_path):
                 time.sleep(0.5)
         yield url, password
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        from conftest import stop_server_group
+
+        stop_server_group(proc)
 
 
 @pytest.mark.slow
