@@ -225,7 +225,7 @@ CASES = [
     # a rig (chip=rig): refused before Ray, an MLflow run or any frame; emulated rigs started are stopped
     Case("rig_scheme", ["chip=rig", "rig.scheme=5-step"], "rig.scheme"),
     Case("rig_address_malformed", ["chip=rig", "rig.address=localhost"], "rig.address must be HOST:PORT"),
-    Case("rig_unreachable", ["chip=rig", "rig.address=127.0.0.1:1"], "rig.address 127.0.0.1:1", within_s=15),
+    Case("rig_unreachable", ["chip=rig", "rig.address=127.0.0.1:1"], "rig.address 127.0.0.1:1"),
     Case("rig_unknown_hardware", ["chip=rig", "rig.hardware.camera=nope"], "no hardware named {'camera': 'nope'}"),
     Case("rig_pitch", ["chip=rig", "rig.emulator.pitch_m=8e-6"], "pitch but the geometry's is 36 um"),
     Case("rig_off_axis", ["chip=rig", "rig.scheme=off-axis"], "rig.scheme=off-axis"),
