@@ -19,23 +19,34 @@ def _missing_extra(prog: str, exc: ModuleNotFoundError) -> int:
     return 2
 
 
-def train() -> int:
-    """``ffm-train``: :func:`pipeline.cli.main`."""
+def _run(prog: str, load_main) -> int:
+    """Import the real entry point with ``load_main()`` and run it; a missing extra is one line."""
     try:
-        from pipeline.cli import main
+        main = load_main()
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] in PIPELINE_MODULES:
-            return _missing_extra("ffm-train", exc)
+            return _missing_extra(prog, exc)
         raise
     return main()
+
+
+def train() -> int:
+    """``ffm-train``: :func:`pipeline.cli.main`."""
+
+    def load():
+        from pipeline.cli import main
+
+        return main
+
+    return _run("ffm-train", load)
 
 
 def report() -> int:
     """``ffm-report``: :func:`pipeline.reports.cli.main`."""
-    try:
+
+    def load():
         from pipeline.reports.cli import main
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] in PIPELINE_MODULES:
-            return _missing_extra("ffm-report", exc)
-        raise
-    return main()
+
+        return main
+
+    return _run("ffm-report", load)

@@ -138,3 +138,14 @@ def mlflow_server(tmp_path):
     """A real `mlflow server` on 127.0.0.1 for one test; yields its URL."""
     with mlflow_server_at(str(tmp_path)) as (url, _):
         yield url
+
+
+def read_line(sock) -> bytes:
+    """Bytes from ``sock`` up to a newline (one message of slmsuite's protocol) or the peer's close."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data

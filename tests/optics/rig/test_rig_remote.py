@@ -5,6 +5,7 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import read_line
 
 from optics.core import ffm
 from optics.core.backend import get_backend
@@ -71,27 +72,16 @@ class DroppingProxy:
             except OSError:
                 return
             with client:
-                request = _read_message(client)
+                request = read_line(client)
                 index, self.count = self.count, self.count + 1
                 if index in self.drop:
                     continue  # closed without a reply
                 with socket.create_connection(self.target) as upstream:
                     upstream.sendall(request)
-                    client.sendall(_read_message(upstream))
+                    client.sendall(read_line(upstream))
 
     def close(self):
         self.sock.close()
-
-
-def _read_message(sock) -> bytes:
-    """One slmsuite message: bytes up to its newline."""
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def test_a_dropped_connection_is_retried():

@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import read_line
 
 from optics.rig import hardware as rig_hardware
 from optics.rig.hardware import DriverSpec, RigHardware, build_hardware, load_hardware_config
@@ -67,12 +68,7 @@ def _wire(request):
 
 
 def _reply(sock):
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
+    data = read_line(sock)
     return json.loads(urllib.parse.unquote_plus(data.decode().rstrip("\n")))
 
 
