@@ -28,6 +28,7 @@ if importlib.util.find_spec("scipy"):  # simulated chips draw their imperfection
 else:
     print("no SciPy: the simulated-chip GPU checks are skipped")
 t.test_cupy_unpadded_twin_and_input_cache_match_numpy(rng())
+t.test_cupy_noise_streams_equal_numpy(rng())
 for shape in ((3, 5, 7, 9), (2, 4, 16)):
     t.test_cupy_phase_gradient_kernel_matches_einsum(rng(), shape)
 print("GPU checks passed")

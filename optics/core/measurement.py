@@ -22,10 +22,14 @@ a pixel is the fraction of the sample's photons that land there. With a photon b
 grows like ``level``), read noise, ADC step and reference phase linearly. Level 0 or
 ``photons_per_sample=inf`` with the others 0 is a noiseless measurement.
 
-Noise is keyed by (chip seed, round, pass, sample, tap) through NumPy's SeedSequence,
-never by clock, so a re-run round reproduces exactly. Tap ids: a layer's field is keyed by
-the layer index 0..L-1; every other stream has a named id in :class:`Tap`. On CuPy one stream per
-(seed, round, pass, tap, batch) is used instead (the same batch reproduces exactly).
+Noise is keyed by (chip seed, round, pass, sample, tap), never by clock, so a re-run round
+reproduces exactly, and a sample's noise does not depend on its place in a batch, shard or
+worker: a counter-based generator (Philox4x32-10, :mod:`optics.core.keyed_rng`) keyed by
+(seed, round, pass, tap) with the counter built from (sample id, element), drawn by compiled
+kernels (:mod:`optics.core.noise_kernels`) inside the block workers, or by the same array code
+on CuPy and where Numba is missing (same bits). Tap ids: a layer's field is keyed by the layer
+index 0..L-1; every other stream has a named id in :class:`Tap`. :data:`NOISE_STREAM_VERSION`
+names the streams.
 """
 
 from __future__ import annotations
@@ -33,13 +37,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 from enum import IntEnum
+from types import SimpleNamespace
 
 import numpy as np
 
+from optics.core import keyed_rng
 from optics.core.holographic_noise import NOISE_SCHEMES, quadrature_noise_std
 from optics.core.validate import check_choice, check_nonnegative
 
 PASS_IDS = {"data": 0, "error": 1, "inference": 2}
+#: Version of the noise streams (how keys map to values): checkpoints and run fingerprints carry
+#: it, and a resume refuses a checkpoint written with other streams. 1: a NumPy ``default_rng`` per
+#: (seed, round, pass, sample, tap); 2: counter-based Philox4x32-10 (:mod:`optics.core.keyed_rng`).
+NOISE_STREAM_VERSION = 2
 #: ``MeasurementSpec.model``: how a chip's taps are measured (docs/design.md section 4.5)
 MEASUREMENT_MODELS = ("monitors", "reload")
 
@@ -131,63 +141,103 @@ class PassKey:
         if self.pass_name not in PASS_IDS:
             raise ValueError(f"pass_name must be one of {tuple(PASS_IDS)}, got {self.pass_name!r}")
 
-    def stream(self, sample: int, tap: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.round, PASS_IDS[self.pass_name], int(sample), int(tap)])
+    def philox_key(self, tap: int) -> tuple[int, int]:
+        """The counter-based generator's key of this pass's stream ``tap`` (:mod:`optics.core.keyed_rng`)."""
+        return keyed_rng.noise_key(self.seed, self.round, PASS_IDS[self.pass_name], int(tap))
+
+    def sample_words(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(low, high)`` uint32 words (B,) of the sample ids: the generator's per-sample counter."""
+        return keyed_rng.split_sample(self.samples)
 
 
-def _normals(key: PassKey, tap: int, shape: tuple, backend):
-    """Standard normals (B, *shape) in the real dtype, sample b drawn from its own keyed stream."""
-    dt = backend.real_dtype
-    if backend.name == "cupy":
-        ss = np.random.SeedSequence([key.seed, key.round, PASS_IDS[key.pass_name], int(tap), *key.samples])
-        rs = backend.xp.random.RandomState(int(ss.generate_state(1)[0]))
-        return rs.standard_normal((len(key.samples),) + shape, dtype=dt)
-    out = np.empty((len(key.samples),) + shape, dtype=dt)
-    for b, sample in enumerate(key.samples):
-        key.stream(sample, tap).standard_normal(shape, dtype=np.dtype(dt).type, out=out[b])
-    return out
+_KERNELS: list = []
 
 
-def _quantise_(x, step) -> None:
-    """Round real array ``x`` to multiples of ``step`` in place."""
-    x /= step
-    np.rint(x, out=x)
-    x *= step
+def noise_kernels():
+    """:mod:`optics.core.noise_kernels` (Numba), or None where Numba cannot be imported: the NumPy
+    reference (:mod:`optics.core.keyed_rng`) then draws the same streams, several times slower."""
+    if not _KERNELS:
+        try:
+            from optics.core import frame_kernels, noise_kernels
+        except ImportError:
+            _KERNELS.append(None)
+        else:
+            _KERNELS.append(
+                SimpleNamespace(
+                    normals_rows=noise_kernels.normals_rows,
+                    measure_rows=noise_kernels.measure_rows,
+                    poisson_rows=frame_kernels.poisson_rows,
+                    detect_rows=frame_kernels.detect_rows,
+                )
+            )
+    return _KERNELS[0]
+
+
+def _rows_in_workers(backend, rows: int, work) -> None:
+    """``work(part)`` over contiguous parts of ``range(rows)``, one per block worker (the kernels
+    release the GIL)."""
+    backend.map_split(lambda part, worker: work(part), rows)
+
+
+def keyed_normals(key: PassKey, tap: int, shape: tuple, backend):
+    """Standard normals (B, *shape) in the backend's real dtype, sample ``key.samples[b]`` keyed alone."""
+    count, rows = math.prod(shape), len(key.samples)
+    k, (lo, hi) = key.philox_key(tap), key.sample_words()
+    kernels = noise_kernels()
+    if backend.name == "cupy" or kernels is None:
+        xp = backend.xp
+        out = keyed_rng.normals_words(k, xp.asarray(lo), xp.asarray(hi), count)
+        return out.astype(backend.real_dtype, copy=False).reshape((rows,) + tuple(shape))
+    out = np.empty((rows, count), np.float32)
+    _rows_in_workers(backend, rows, lambda part: kernels.normals_rows(out[part], lo[part], hi[part], *k))
+    return out.astype(backend.real_dtype, copy=False).reshape((rows,) + tuple(shape))
+
+
+def keyed_poisson(key: PassKey, tap: int, lam, backend):
+    """Poisson counts (B, *lam.shape[1:]) of means ``lam`` (B rows, >= 0), sample ``key.samples[b]`` keyed alone."""
+    lam = np.ascontiguousarray(backend.to_numpy(lam), dtype=np.float64)
+    flat = lam.reshape(lam.shape[0], -1)
+    k, (lo, hi) = key.philox_key(tap), key.sample_words()
+    kernels = noise_kernels()
+    if kernels is None:
+        counts = keyed_rng.poisson_words(k, lo, hi, flat)
+    else:
+        counts = np.empty_like(flat)
+        _rows_in_workers(
+            backend, len(flat), lambda part: kernels.poisson_rows(counts[part], flat[part], lo[part], hi[part], *k)
+        )
+    return backend.asarray(counts.reshape(lam.shape), backend.real_dtype)
 
 
 def measure_intensity(intensity, spec: MeasurementSpec, key: PassKey, backend):
     """Detected intensity (B, n, n) with shot noise, read noise and ADC, in normalised units."""
-    if spec.noiseless:
+    qn = spec.photoelectrons
+    if spec.noiseless or not math.isfinite(qn):
         return intensity
-    xp, qn = backend.xp, spec.photoelectrons
-    e = intensity
-    if math.isfinite(qn):
-        lam = backend.to_numpy(intensity).astype(np.float64) * qn
-        shot = np.stack([key.stream(s, Tap.SHOT).poisson(np.clip(lam[i], 0, None)) for i, s in enumerate(key.samples)])
-        e = backend.asarray(shot, backend.real_dtype)
-        if spec.read_noise_e > 0:
-            e = e + (spec.level * spec.read_noise_e) * _normals(key, Tap.READ, intensity.shape[1:], backend)
-        e = xp.clip(e, 0, None).astype(backend.real_dtype)
-        if spec.adc_bits > 0:
-            peak = e.reshape(e.shape[0], -1).max(axis=1).reshape(-1, 1, 1)
-            _quantise_(e, xp.maximum(peak, 1e-30) * (spec.level / (2**spec.adc_bits - 1)))
-        e = e / qn
-    return e.astype(backend.real_dtype, copy=False)
+    dt = np.dtype(backend.real_dtype).type
+    flat = np.ascontiguousarray(backend.to_numpy(intensity), dtype=dt).reshape(intensity.shape[0], -1)
+    shot_key, read_key = key.philox_key(Tap.SHOT), key.philox_key(Tap.READ)
+    (lo, hi), read_std = key.sample_words(), dt(spec.level * spec.read_noise_e)
+    fraction = dt(spec.level / (2**spec.adc_bits - 1)) if spec.adc_bits > 0 else dt(0)
+    kernels = noise_kernels()
+    if kernels is None:
+        out = keyed_rng.detect_rows(flat, lo, hi, shot_key, read_key, qn, read_std, fraction)
+    else:
+        out = np.empty_like(flat)
+        keys = np.array(shot_key, np.uint32), np.array(read_key, np.uint32)
+
+        def detect(part):
+            scratch = np.empty(flat.shape[1], np.float32)
+            kernels.detect_rows(out[part], flat[part], lo[part], hi[part], *keys, qn, read_std, fraction, scratch)
+
+        _rows_in_workers(backend, len(flat), detect)
+    return backend.asarray(out.reshape(intensity.shape), backend.real_dtype)
 
 
 def field_noise_std(spec: MeasurementSpec) -> tuple[float, float]:
     """``(std Re, std Im)`` of a tap measured at unit power, normalised units (module docstring)."""
     read_e = spec.level * spec.read_noise_e
     return quadrature_noise_std(spec.holography, spec.photoelectrons, spec.reference_e_per_px, read_e)
-
-
-def _quadrature_sigma(spec: MeasurementSpec, backend):
-    """The per-quadrature std as a float (equal quadratures: the homodyne bound's exact arithmetic)
-    or a (2,) real array (re, im) that broadcasts over the last axis of the (re, im) pairs."""
-    std_re, std_im = field_noise_std(spec)
-    if std_re == std_im:
-        return std_re
-    return backend.xp.asarray([std_re, std_im], dtype=backend.real_dtype)
 
 
 def measure_field_(field, spec: MeasurementSpec, key: PassKey, tap: int, backend, scale=None, rotation=None) -> None:
@@ -197,30 +247,50 @@ def measure_field_(field, spec: MeasurementSpec, key: PassKey, tap: int, backend
     the error field is normalised to unit power for the optical pass); noise is relative
     to the photon budget at that power. ``rotation`` (B, 1, 1) is the pass's residual
     reference phase factor from :func:`reference_rotation` (None: no residual).
+    Per sample: ``x + g_q n`` per quadrature ``q`` (``g_q`` = scale times :func:`field_noise_std`),
+    the ADC over the frame's peak (``2^(bits-1)`` levels a sign), then the rotation
+    (:func:`optics.core.noise_kernels.measure_rows`).
     """
     if spec.noiseless:
         return
-    xp, qn = backend.xp, spec.photoelectrons
-    pairs = field.view(backend.real_dtype).reshape(field.shape + (2,))  # (re, im) views of ``field``
-    if math.isfinite(qn):
-        noise = _normals(key, tap, tuple(field.shape[1:]) + (2,), backend)
-        sigma = _quadrature_sigma(spec, backend)
-        noise *= sigma if scale is None else scale.real[..., None] * sigma
-        pairs += noise
-    if spec.adc_bits > 0:
-        peak = xp.abs(pairs).reshape(field.shape[0], -1).max(axis=1).reshape(-1, 1, 1, 1)
-        _quantise_(pairs, xp.maximum(peak, 1e-30) * (spec.level / (2 ** (spec.adc_bits - 1))))
+    xp, dt, rows = backend.xp, np.dtype(backend.real_dtype).type, field.shape[0]
+    if not field.flags.c_contiguous:
+        raise ValueError("measure_field_ measures in place: pass a C-contiguous field (np.ascontiguousarray)")
+    pairs = field.view(backend.real_dtype).reshape(rows, -1)  # (re, im) rows: a view of ``field``
+    gains = _gains(spec, scale, rows, backend)
+    fraction = dt(spec.level / 2 ** (spec.adc_bits - 1)) if spec.adc_bits > 0 else dt(0)
+    rot = np.zeros((0, 2), dt)
     if rotation is not None:
-        field *= rotation
+        r = backend.to_numpy(rotation).reshape(-1)
+        rot = np.stack([r.real, r.imag], axis=1).astype(dt)
+    k, (lo, hi) = key.philox_key(tap), key.sample_words()
+    kernels = noise_kernels()
+    if backend.name == "cupy" or kernels is None:
+        keyed_rng.measure_rows_(pairs, xp.asarray(lo), xp.asarray(hi), k, xp.asarray(gains), fraction, xp.asarray(rot))
+        return
+
+    def measure(part):
+        kernels.measure_rows(pairs[part], lo[part], hi[part], *k, gains[part], fraction, rot[part] if len(rot) else rot)
+
+    _rows_in_workers(backend, rows, measure)
+
+
+def _gains(spec: MeasurementSpec, scale, rows: int, backend) -> np.ndarray:
+    """``g`` (B, 2) in the real dtype: the per-quadrature noise std of each sample (zeros: no shot noise)."""
+    sigma = np.asarray(field_noise_std(spec), np.float64)
+    amplitude = np.ones(rows) if scale is None else backend.to_numpy(scale).real.reshape(-1).astype(np.float64)
+    return np.ascontiguousarray(amplitude[:, None] * sigma[None, :], dtype=backend.real_dtype)
 
 
 def reference_rotation(spec: MeasurementSpec, key: PassKey, backend):
     """``exp(i theta)`` (B, 1, 1): the residual holographic reference phase of this pass,
-    ``theta ~ Normal(0, (level * reference_phase_rad)^2)`` per sample; None when there is none."""
+    ``theta ~ Normal(0, (level * reference_phase_rad)^2)`` per sample (the first value of its
+    stream :attr:`Tap.REFERENCE`); None when there is none."""
     if spec.noiseless or spec.reference_phase_rad == 0:
         return None
     rad = spec.level * spec.reference_phase_rad
-    th = np.array([key.stream(s, Tap.REFERENCE).standard_normal() * rad for s in key.samples])
+    lo, hi = key.sample_words()
+    th = keyed_rng.normals_words(key.philox_key(Tap.REFERENCE), lo, hi, 1)[:, 0].astype(np.float64) * rad
     return backend.asarray(np.exp(1j * th).reshape(-1, 1, 1), backend.complex_dtype)
 
 

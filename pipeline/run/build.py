@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from optics.core import measurement as optics_measurement
 from optics.core.data import Split, load_digits_split, load_idx, load_iris_split
 from optics.core.ffm import Objective
 from optics.core.measurement import MeasurementSpec, check_spec_names
@@ -323,10 +324,12 @@ def flat_params(cfg: RunConfig) -> dict[str, str]:
 
 
 def fingerprint(cfg: RunConfig) -> str:
-    """Hash of what determines the trained phases (not tracking, cluster, debug or paths)."""
+    """Hash of what determines the trained phases (not tracking, cluster, debug or paths), with the
+    noise-stream version the chips draw camera noise with."""
     d = dataclasses.asdict(cfg)
     for volatile in ("tracking", "cluster", "debug", "resume", "output_dir", "checkpoint_every"):
         d.pop(volatile)
+    d["noise_streams"] = optics_measurement.NOISE_STREAM_VERSION
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -358,4 +361,5 @@ def run_tags(cfg: RunConfig) -> dict[str, str]:
         "ray": version("ray"),
         "mlflow": version("mlflow"),
         "ffm-optics": version("ffm-optics"),
+        "noise_streams": str(optics_measurement.NOISE_STREAM_VERSION),
     }

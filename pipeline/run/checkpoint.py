@@ -2,9 +2,9 @@
 
 Layout of the archive: ``params/<group>/<name>``, ``best/<group>/<name>``,
 ``opt/<group>/<key>`` arrays and one ``meta`` JSON string (round, epoch, position,
-live chips, best validation accuracy, MLflow run id, config fingerprint). Writes go to a
-temporary file that is renamed into place, so an interrupted write never corrupts the
-last good checkpoint.
+live chips, best validation accuracy, MLflow run id, config fingerprint, noise-stream
+version). Writes go to a temporary file that is renamed into place, so an interrupted write
+never corrupts the last good checkpoint.
 """
 
 from __future__ import annotations
@@ -16,11 +16,15 @@ import zipfile
 
 import numpy as np
 
+from optics.core import measurement
 from pipeline.run.coordinator import TrainState
+
+#: The noise-stream version of a checkpoint written before checkpoints carried one.
+LEGACY_NOISE_STREAMS = 1
 
 
 class CheckpointError(ValueError):
-    """A checkpoint is missing, corrupt, or belongs to a different configuration."""
+    """A checkpoint is missing, corrupt, or belongs to a different configuration or noise streams."""
 
 
 def _flatten(prefix: str, nested: dict) -> dict[str, np.ndarray]:
@@ -47,6 +51,7 @@ def save(path: str, state: TrainState, run_id: str | None, config_fingerprint: s
         "best_val": state.best_val,
         "run_id": run_id,
         "config": config_fingerprint,
+        "noise_streams": measurement.NOISE_STREAM_VERSION,
     }
     arrays = _flatten("params", state.params) | _flatten("best", state.best_params) | _flatten("opt", state.opt)
     tmp = path + ".tmp"
@@ -99,6 +104,24 @@ def load(path: str) -> tuple[TrainState, dict]:
     if not all(np.isfinite(v).all() for group in state.params.values() for v in group.values()):
         raise CheckpointError(f"checkpoint {path} holds non-finite phases; resume from an earlier checkpoint")
     return state, meta
+
+
+def noise_streams(meta: dict) -> int:
+    """The noise-stream version ``meta`` was written with (1 if it predates the field)."""
+    return meta.get("noise_streams", LEGACY_NOISE_STREAMS)
+
+
+def check_noise_streams(meta: dict, source: str) -> None:
+    """Refuse to resume ``source`` (its ``meta``) if it was written with other noise streams than
+    this code draws (:data:`optics.core.measurement.NOISE_STREAM_VERSION`): its rounds could not
+    be continued bit for bit."""
+    written, running = noise_streams(meta), measurement.NOISE_STREAM_VERSION
+    if written != running:
+        raise CheckpointError(
+            f"resume={source} was written with noise streams v{written}; this version draws camera "
+            f"noise with v{running}, so the run cannot continue bit for bit: start it again without "
+            "resume (or check out the version that wrote it)"
+        )
 
 
 def _sha256(path: str) -> str:

@@ -159,6 +159,7 @@ def _initial_state(cfg: RunConfig, plan, tracker) -> tuple[TrainState, str | Non
             "(32 hex digits); pass outputs/<run>/checkpoints/latest.npz or the run id"
         )
     state, meta = checkpoint.load(path)
+    checkpoint.check_noise_streams(meta, cfg.resume)  # before the fingerprint, which also carries it
     if meta["config"] != fingerprint(cfg):
         raise checkpoint.CheckpointError(
             f"resume={cfg.resume} was written by a different configuration; "

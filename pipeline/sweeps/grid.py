@@ -28,6 +28,7 @@ import re
 import time
 from dataclasses import dataclass
 
+from optics.core import measurement
 from pipeline.config import ConfigError, RunConfig, load_config
 from pipeline.reports.sweep_report import report_sweep
 from pipeline.sweeps.keys import job_key, twin_point
@@ -111,9 +112,11 @@ def job_config(base: dict, job: Job, root: str, parent_id: str) -> dict:
 
 
 def sweep_fingerprint(base: dict) -> str:
-    """Hash of what the sweep computes (not where it logs, runs or writes)."""
+    """Hash of what the sweep computes (not where it logs, runs or writes), with the noise-stream
+    version, so a resumed sweep never reuses runs drawn with other streams."""
     d = {k: v for k, v in base.items() if k not in ("tracking", "cluster", "debug", "resume", "output_dir")}
     d["sweep"] = {k: v for k, v in base["sweep"].items() if k not in ("max_parallel", "resume", "root", "stop_after")}
+    d["noise_streams"] = measurement.NOISE_STREAM_VERSION
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

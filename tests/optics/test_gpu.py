@@ -7,7 +7,7 @@ import pytest
 
 from optics.core.backend import get_backend
 from optics.core.ffm import Objective, forward_only_step, true_gradient
-from optics.core.measurement import MeasurementSpec
+from optics.core.measurement import MeasurementSpec, PassKey, keyed_normals, measure_field_, reference_rotation
 from optics.core.propagation import make_propagator, propagate, propagate_transpose
 from optics.diffractive.chip import SimulatedChip
 from optics.diffractive.geometry import Geometry
@@ -58,6 +58,22 @@ def test_cupy_noisy_step_runs_and_is_keyed(rng):
     b = forward_only_step(chip, x, y, Objective(), 0, range(4))
     np.testing.assert_array_equal(a.grad_phase, b.grad_phase)
     assert isinstance(a.grad_phase, np.ndarray)
+
+
+def test_cupy_noise_streams_equal_numpy(rng):
+    """The same keyed streams on the GPU: normals bit for bit, measured taps to float32 rounding."""
+    cpu, gpu = get_backend("numpy", "complex64"), get_backend("cupy", "complex64")
+    key = PassKey(3, "error", (5, 2**33, 0), seed=7)
+    normals = [b.to_numpy(keyed_normals(key, 2, (17, 3), b)) for b in (cpu, gpu)]
+    np.testing.assert_array_equal(normals[0], normals[1])
+    field = ((rng.normal(size=(3, 16, 16)) + 1j * rng.normal(size=(3, 16, 16))) / 16).astype(np.complex64)
+    spec, scale = MeasurementSpec(level=3.0), np.array([0.5, 1.0, 2.0]).reshape(-1, 1, 1)
+    measured = []
+    for b in (cpu, gpu):
+        f = b.asarray(field.copy())
+        measure_field_(f, spec, key, 4, b, b.asarray(scale), reference_rotation(spec, key, b))
+        measured.append(b.to_numpy(f))
+    np.testing.assert_allclose(measured[1], measured[0], rtol=1e-6, atol=1e-7)
 
 
 def test_cupy_unpadded_twin_and_input_cache_match_numpy(rng):

@@ -22,6 +22,8 @@ from subprocess import TimeoutExpired, run
 import numpy as np
 import pytest
 
+from optics.core.measurement import NOISE_STREAM_VERSION
+
 BIN = os.path.join(os.path.dirname(sys.executable), "ffm-train")
 PREFIX = "ffm-train: error: "
 TIMEOUT_S = 120
@@ -43,8 +45,9 @@ class Case:
 # ---- files the cases read ---------------------------------------------------------------------
 
 
-def _ckpt(d: Path, fingerprint: str = "0" * 16) -> Path:
-    """A small well-formed checkpoint (pipeline/checkpoint.py layout) and its .sha256."""
+def _ckpt(d: Path, fingerprint: str = "0" * 16, noise_streams: int | None = NOISE_STREAM_VERSION) -> Path:
+    """A small well-formed checkpoint (pipeline/checkpoint.py layout) and its .sha256
+    (``noise_streams=None``: without the field, as written before checkpoints carried it)."""
     meta = {
         "round": 1,
         "epoch": 0,
@@ -54,6 +57,8 @@ def _ckpt(d: Path, fingerprint: str = "0" * 16) -> Path:
         "run_id": None,
         "config": fingerprint,
     }
+    if noise_streams is not None:
+        meta["noise_streams"] = noise_streams
     phase = np.full(SMALL, np.pi)
     path = d / "ckpt.npz"
     np.savez(
@@ -79,6 +84,10 @@ def wrong_sha_ckpt(d: Path) -> None:
 def no_sha_ckpt(d: Path) -> None:
     _ckpt(d)
     (d / "ckpt.npz.sha256").unlink()
+
+
+def legacy_ckpt(d: Path) -> None:
+    _ckpt(d, noise_streams=None)
 
 
 def masks(**arrays) -> Callable[[Path], None]:
@@ -184,7 +193,8 @@ CASES = [
     Case("resume_truncated", S + ["resume={d}/ckpt.npz"], "ckpt.npz", setup=truncated_ckpt),
     Case("resume_bad_sha", S + ["resume={d}/ckpt.npz"], "checksum", setup=wrong_sha_ckpt),
     Case("resume_no_sha", S + ["resume={d}/ckpt.npz"], "ckpt.npz.sha256", setup=no_sha_ckpt),
-    Case("resume_other_config", S + ["resume={d}/ckpt.npz"], "resume=", setup=_ckpt),
+    Case("resume_other_config", S + ["resume={d}/ckpt.npz"], "different configuration", setup=_ckpt),
+    Case("resume_old_noise_streams", S + ["resume={d}/ckpt.npz"], "noise streams v1", setup=legacy_ckpt),
     Case("resume_unknown_run", S + ["resume=0123456789abcdef0123456789abcdef"], "0123456789abcdef0123456789abcdef"),
     # deployed masks
     Case(
