@@ -2,7 +2,8 @@
 
 ``s_c = sum over region D_c of I`` is a linear map ``s = M^T vec(I)`` with a 0/1 mask
 matrix ``M`` of shape (n*n, C); its transpose ``dL/dI = M dL/ds`` spreads each class's
-loss derivative over its region. Both are single matrix products.
+loss derivative over its region. With 0/1 regions of equal size (every layout here) both are
+gathers and scatters of the regions' pixels instead of products with the dense ``M``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from optics.core.backend import array_namespace
 
 
 @dataclass(eq=False)
@@ -39,13 +42,41 @@ class Detectors:
         return img
 
 
+def region_pixels(det: Detectors):
+    """(C, K) flat pixel indices of each class's region on the backend of ``det.masks``, when the
+    masks are 0/1 regions of K pixels each (every camera layout here), else None. Cached."""
+    cached = det.__dict__.get("_region_pixels", False)
+    if cached is not False:
+        return cached
+    xp = array_namespace(det.masks)
+    masks = np.asarray(det.masks.get() if hasattr(det.masks, "get") else det.masks)
+    sizes = (masks != 0).sum(axis=0)
+    regions = None
+    if masks.ndim == 2 and np.isin(masks, (0, 1)).all() and sizes.size and (sizes == sizes[0]).all() and sizes[0] > 0:
+        regions = xp.asarray(np.stack([np.flatnonzero(masks[:, c]) for c in range(masks.shape[1])]))
+    det.__dict__["_region_pixels"] = regions
+    return regions
+
+
 def detector_scores(intensity, det: Detectors):
-    """Class scores (B, C) = region sums of intensity (B, *plane)."""
+    """Class scores (B, C) = region sums of intensity (B, *plane): a gather of the regions'
+    pixels (or the mask product ``vec(I) M`` for general masks)."""
     b = intensity.shape[0]
-    return intensity.reshape(b, -1) @ det.masks
+    flat = intensity.reshape(b, -1)
+    regions = region_pixels(det)
+    if regions is None:
+        return flat @ det.masks
+    return flat[:, regions].sum(axis=2, dtype=flat.dtype)
 
 
 def scores_transpose(d_scores, det: Detectors):
-    """``dL/dI`` (B, *plane) from ``dL/ds`` (B, C): the transpose of :func:`detector_scores`."""
+    """``dL/dI`` (B, *plane) from ``dL/ds`` (B, C): the transpose of :func:`detector_scores`
+    (each class's derivative written over its region, zero elsewhere)."""
     b = d_scores.shape[0]
-    return (d_scores @ det.masks.T).reshape((b,) + tuple(det.plane))
+    regions = region_pixels(det)
+    if regions is None:
+        return (d_scores @ det.masks.T).reshape((b,) + tuple(det.plane))
+    xp = array_namespace(d_scores)
+    out = xp.zeros((b, det.masks.shape[0]), dtype=xp.result_type(d_scores, det.masks))
+    out[:, regions] = d_scores[:, :, None]
+    return out.reshape((b,) + tuple(det.plane))
