@@ -12,14 +12,15 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import b1_step  # noqa: E402
+import b1_contenders  # noqa: E402
+import b1_report  # noqa: E402
 
 from optics import MeasurementSpec, get_backend  # noqa: E402
 
 
 def test_noise_floor_draws_what_one_noisy_step_draws(monkeypatch):
     """2L + 1 holographic taps (B, n, n, 2), read noise (B, n, n), two reference phases, shot noise (B, n, n)."""
-    g = b1_step.geometry("ref")
+    g = b1_contenders.geometry("ref")
     batch, drawn = 3, {"normals": 0, "poisson": 0}
 
     def normals(key, tap, shape, backend):
@@ -31,11 +32,11 @@ def test_noise_floor_draws_what_one_noisy_step_draws(monkeypatch):
         drawn["poisson"] += lam.size
         return np.zeros(lam.shape, np.float32)
 
-    monkeypatch.setattr(b1_step, "keyed_normals", normals)
-    monkeypatch.setattr(b1_step, "keyed_poisson", poisson)
+    monkeypatch.setattr(b1_contenders, "keyed_normals", normals)
+    monkeypatch.setattr(b1_contenders, "keyed_poisson", poisson)
     lam = np.ones((batch, g.n, g.n))
-    b1_step.noise_floor_step(g, batch, lam, get_backend("numpy", "complex64"), seed=1)(7)
-    assert drawn == b1_step.noise_draws(g, batch)
+    b1_contenders.noise_floor_step(g, batch, lam, get_backend("numpy", "complex64"), seed=1)(7)
+    assert drawn == b1_contenders.noise_draws(g, batch)
     assert drawn["normals"] == batch * ((2 * 5 + 1) * 200 * 200 * 2 + 200 * 200 + 2)
 
 
@@ -62,7 +63,7 @@ def _result(**rows):
 
 
 def test_table_leads_with_the_noisy_step():
-    md = b1_step.table(
+    md = b1_report.table(
         _result(**{"ours-noisy": 0.1, "ours-chip-off": 0.08, "noise-floor": 0.02, "torch-noisy": 0.3, "ours": 0.07})
     )
     header, rule, row = md.splitlines()[2:5]
@@ -85,7 +86,7 @@ def test_table_leads_with_the_noisy_step():
 
 def test_table_without_the_noisy_rows():
     """``--contenders ours torch``: the noisy columns are dashes."""
-    row = b1_step.table(_result(ours=0.07, torch=0.1)).splitlines()[4]
+    row = b1_report.table(_result(ours=0.07, torch=0.1)).splitlines()[4]
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[3:9] == ["-", "-", "-", "- (-)", "-", "-"]
     assert cells[9:12] == ["114.3", "80.0", "1.43x"]
@@ -131,7 +132,7 @@ def test_b1_noisy_rows_run_on_cpu(tmp_path):
     assert all(rows[k]["samples_per_s"] > 0 for k in ("ours-noisy", "ours-chip-off", "noise-floor"))
     assert case["ratios"]["noisy/chip-off"] > 0 and case["ratios"]["noise-floor/noisy"] > 0
     assert ("torch-noisy" in rows) == (case["ratios"]["noisy/torch-noisy"] is not None)
-    assert case["noise_draws_per_step"] == b1_step.noise_draws(b1_step.geometry("ref"), 2)
+    assert case["noise_draws_per_step"] == b1_contenders.noise_draws(b1_contenders.geometry("ref"), 2)
     if rows["ours-noisy"].get("peak_step_mb") is not None:  # where the kernel lets the peak be reset
         assert "peak_step_mb" in rows["ours-chip-off"] and "peak_step_mb" not in rows["noise-floor"]
     assert "| ref | 264^2 | 2 |" in (tmp_path / "b1-cpu.md").read_text()
@@ -142,7 +143,7 @@ def test_torch_noisy_step_adds_noise_not_gradient_changes():
     torch = pytest.importorskip("torch")
     from torch_net import TorchNet
 
-    g = b1_step.geometry("mid")
+    g = b1_contenders.geometry("mid")
     phases = np.random.default_rng(1).uniform(0, 2 * np.pi, (g.n_layers, g.n, g.n))
     masks = np.random.default_rng(2).random((g.n * g.n, 10)).astype(np.float32)
     net = TorchNet(torch, g, g.n, phases, masks, 0.1, "cpu")
