@@ -81,6 +81,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=2, help="CPU threads (FFTW and torch)")
     p.add_argument("--planner", default="measure", choices=["estimate", "measure"])
+    p.add_argument("--default-malloc", action="store_true", help="glibc's default malloc (see keep_freed_memory)")
     p.add_argument(
         "--cache-batches", type=int, default=4, help="distinct batches cycled through (ours-cached holds them all)"
     )
@@ -151,6 +152,7 @@ def main(argv=None) -> dict:
         "device": args.device,
         "threads": args.threads,
         "planner": args.planner,
+        "malloc": {k: os.environ.get(k) for k in KEEP_FREED},
         "machine": machine(args.device, torch, cp),
         "args": vars(args),
         "cases": [],
@@ -170,5 +172,21 @@ def main(argv=None) -> dict:
     return result
 
 
+#: glibc malloc told to keep freed memory: big arrays come from the heap again instead of fresh
+#: mmap'ed pages the kernel must zero on first touch (``--default-malloc`` turns this off)
+KEEP_FREED = {"MALLOC_MMAP_THRESHOLD_": str(1 << 32), "MALLOC_TRIM_THRESHOLD_": str(1 << 32)}
+
+
+def keep_freed_memory(argv: list[str]) -> None:
+    """Re-run this process under :data:`KEEP_FREED` (Linux, once). Without it each step's new
+    100 MB arrays are fresh pages, and how often a contender pays for zeroing them depends on
+    what ran before it: measured on the 2-core machine, the torch rows ran up to 2.3x slower
+    and ours-noisy every third step 1.6x slower, so interleaving no longer treated them alike."""
+    if sys.platform != "linux" or "--default-malloc" in argv or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return
+    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *argv], {**os.environ, **KEEP_FREED})
+
+
 if __name__ == "__main__":
+    keep_freed_memory(sys.argv[1:])
     main()

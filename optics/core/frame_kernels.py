@@ -1,14 +1,15 @@
 """Compiled CPU kernels of a camera frame (Numba): keyed Poisson shot noise, read noise and ADC.
 
 Poisson counts follow :func:`optics.core.keyed_rng.poisson` (inversion below ``lam = 10``,
-PTRS above). Most pixels are decided by the first attempt, so that attempt runs for a whole
-row at once in a loop LLVM vectorises (:func:`_first_attempt_`): inversion over a fixed 24 terms,
-PTRS with its squeeze and its log test. ``ln`` and ``exp`` there are written out as
-polynomials (:func:`_log`, :func:`_exp_neg`, within a few ulp of the C library's), since a
-loop that calls the C library does not vectorise. The few pixels left (an inversion past 24,
-a rejected attempt) finish in scalar code with the same functions. Counts equal the NumPy
-reference's except where a uniform falls within rounding of an acceptance boundary (about
-1e-15 per pixel).
+PTRS above). Most pixels are decided by their first attempt, so that attempt runs for the
+whole row in loops LLVM vectorises (:func:`_first_attempt_`): the Philox words of every pixel,
+then the inversion pixels in chunks over at most 24 terms (a chunk stops when all its pixels
+are decided), then PTRS with its squeeze and its log test over the other pixels. ``ln`` and
+``exp`` there are written out as polynomials (:func:`_log`, :func:`_exp_neg`, within a few
+ulp of the C library's), since a loop that calls the C library does not vectorise. Pixels
+left (a rejected attempt, an inversion past 24 terms) finish in further vectorised attempts
+or scalar code with the same functions. Counts equal the NumPy reference's except where a
+uniform falls within rounding of an acceptance boundary (about 1e-15 per pixel).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from optics.core.noise_kernels import JIT, U64, _normals_row, _peak, _philox, _q
 INV_MAX, MAX_ATTEMPTS = ref.POISSON_INVERSION_MAX, ref.POISSON_MAX_ATTEMPTS
 LOG_FACTORIALS, HALF_LOG_2PI, INVERSE_K = ref.LOG_FACTORIALS, ref.HALF_LOG_2PI, ref.INVERSE_K
 INVERSION_TERMS = 24
+#: inversion terms below this are dropped: ``u`` is at least 2^-54, so they never decide a count
+TINY = 1e-280
 LN2_HI, LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
 LOG2E = 1.4426950408889634
 SQRT2 = math.sqrt(2.0)
@@ -118,42 +121,69 @@ def _ptrs_attempt(lam, u, v):
     return k, squeeze | ((k >= 0) & ((us >= 0.013) | (v <= us)) & (lhs <= rhs))
 
 
-BLOCK = 256
+CHUNK = 256  # pixels per inversion chunk: its five arrays stay in L1
+
+
+@njit(**JIT)
+def _invert_(out, lam, u, idx, count):
+    """Inversion for the ``count`` pixels ``idx`` (means below 10), in chunks, over at most 24
+    terms in vectorised loops: ``out[p]`` the count, or -2 where 24 terms did not reach ``u``."""
+    lam_s, u_s, prob, cdf, k = np.empty(CHUNK), np.empty(CHUNK), np.empty(CHUNK), np.empty(CHUNK), np.empty(CHUNK)
+    for start in range(0, count, CHUNK):
+        m = min(CHUNK, count - start)
+        for t in range(m):
+            lam_s[t] = lam[idx[start + t]]
+            u_s[t] = u[idx[start + t]]
+            prob[t] = _exp_neg(lam_s[t])
+            cdf[t] = prob[t]
+            k[t] = 1.0 if u_s[t] > cdf[t] else 0.0
+        for j in range(1, INVERSION_TERMS):
+            left = 0
+            for t in range(m):
+                term = prob[t] * (lam_s[t] * INVERSE_K[j])
+                prob[t] = term if term > TINY else 0.0  # no subnormals (slow); cannot move a decision
+                cdf[t] = cdf[t] + prob[t]
+                above = u_s[t] > cdf[t]
+                k[t] += 1.0 if above else 0.0
+                left += 1 if above else 0
+            if left == 0:  # every pixel of the chunk decided: later terms change nothing
+                break
+        for t in range(m):
+            out[idx[start + t]] = k[t] if u_s[t] <= cdf[t] else -2.0
+
+
+@njit(**JIT)
+def _ptrs_first_(out, lam, u, v, idx, count):
+    """PTRS's first attempt for the ``count`` pixels ``idx`` (means >= 10), vectorised:
+    ``out[p]`` the count, or -1 where the attempt was rejected."""
+    for t in range(count):
+        p = idx[t]
+        k, accepted = _ptrs_attempt(lam[p], u[p] - 0.5, v[p])
+        out[p] = k if accepted else -1.0
 
 
 @njit(**JIT)
 def _first_attempt_(out, lam, lo, hi, k0, k1):
-    """Every pixel's first attempt, in blocks of simple loops LLVM vectorises: ``out[p]`` its
-    count, or -1 if undecided (an inversion past 24 terms, a rejected PTRS attempt). A block
-    skips the inversion when all its means are >= 10, and PTRS when all are below."""
-    u, v, small_lam = np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
-    prob, cdf, k_inv = np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
-    for start in range(0, out.shape[0], BLOCK):
-        m = min(BLOCK, out.shape[0] - start)
-        n_small = 0
-        for i in range(m):
-            r0, r1, r2, r3 = _philox(U64(start + i), U64(0), lo, hi, k0, k1)
-            u[i] = _unit_double(r0, r1)
-            v[i] = _unit_double(r2, r3)
-            n_small += 1 if lam[start + i] < INV_MAX else 0
-        if n_small > 0:
-            for i in range(m):
-                small_lam[i] = min(lam[start + i], INV_MAX)
-                prob[i] = _exp_neg(small_lam[i])
-                cdf[i] = prob[i]
-                k_inv[i] = 1.0 if u[i] > cdf[i] else 0.0
-            for j in range(1, INVERSION_TERMS):
-                for i in range(m):
-                    prob[i] = prob[i] * (small_lam[i] * INVERSE_K[j])
-                    cdf[i] = cdf[i] + prob[i]
-                    k_inv[i] += 1.0 if u[i] > cdf[i] else 0.0
-        if n_small < m:
-            for i in range(m):
-                k, accepted = _ptrs_attempt(max(lam[start + i], INV_MAX), u[i] - 0.5, v[i])
-                out[start + i] = k if accepted else -1.0
-        for i in range(m):
-            if lam[start + i] < INV_MAX:
-                out[start + i] = k_inv[i] if u[i] <= cdf[i] else -2.0
+    """Every pixel's first attempt: the words of the whole row in one vectorised loop, then the
+    inversion pixels and the PTRS pixels each as one list. ``out[p]`` is the count, -1 for a
+    rejected PTRS attempt, -2 for an inversion past 24 terms."""
+    n = out.shape[0]
+    u, v = np.empty(n), np.empty(n)
+    for p in range(n):
+        r0, r1, r2, r3 = _philox(U64(p), U64(0), lo, hi, k0, k1)
+        u[p] = _unit_double(r0, r1)
+        v[p] = _unit_double(r2, r3)
+    small, large = np.empty(n, np.int64), np.empty(n, np.int64)
+    n_small = n_large = 0
+    for p in range(n):
+        if lam[p] < INV_MAX:
+            small[n_small] = p
+            n_small += 1
+        else:
+            large[n_large] = p
+            n_large += 1
+    _invert_(out, lam, u, small, n_small)
+    _ptrs_first_(out, lam, u, v, large, n_large)
 
 
 @njit(**JIT)
