@@ -32,6 +32,8 @@ import math
 
 import numpy as np
 
+from optics.core.backend import array_namespace
+
 PHILOX_M0, PHILOX_M1 = 0xD2511F53, 0xCD9E8D57
 PHILOX_W0, PHILOX_W1 = 0x9E3779B9, 0xBB67AE85
 PHILOX_ROUNDS = 10
@@ -62,8 +64,9 @@ def noise_key(seed: int, round_: int, pass_id: int, tap: int) -> tuple[int, int]
 
 
 def philox4x32(c0, c1, c2, c3, key: tuple[int, int]):
-    """Philox4x32-10 of uint32 counter arrays (broadcast together) under ``key``: four uint32 arrays."""
-    xp = _namespace(c0, c1, c2, c3)
+    """Philox4x32-10 of uint32 counter arrays (broadcast together) under ``key``: four uint32 arrays
+    on the array module of ``c0``."""
+    xp = array_namespace(c0)
     u32, u64 = xp.uint32, xp.uint64
     c = [xp.asarray(v, dtype=u32) for v in (c0, c1, c2, c3)]
     c = list(xp.broadcast_arrays(*c))
@@ -78,19 +81,9 @@ def philox4x32(c0, c1, c2, c3, key: tuple[int, int]):
     return tuple(c)
 
 
-def _namespace(*arrays):
-    for a in arrays:
-        mod = type(a).__module__.split(".")[0]
-        if mod == "cupy":
-            import sys
-
-            return sys.modules["cupy"]
-    return np
-
-
 def log_unit(radius_bits):
     """``ln u``, ``u = (float32(w) + 1/2) 2^-32`` (float32) of uint32 ``w``: exponent and a polynomial."""
-    xp = _namespace(radius_bits)
+    xp = array_namespace(radius_bits)
     f = radius_bits.astype(F32) + F32(0.5)
     bits = f.view(xp.uint32)
     exponent = (bits >> xp.uint32(23)).astype(xp.int32) - 127
@@ -108,7 +101,7 @@ def log_unit(radius_bits):
 def unit_circle(angle_bits):
     """``(cos a, sin a)`` (float32) of the angle ``q pi/2 + t`` of uint32 ``w``: ``q = w >> 30``,
     ``t = (((w >> 6) & (2^24 - 1)) + 1/2) pi/2 2^-24 - pi/4``, sine and cosine polynomials on ``|t| < pi/4``."""
-    xp = _namespace(angle_bits)
+    xp = array_namespace(angle_bits)
     q = angle_bits >> xp.uint32(30)
     t = ((angle_bits >> xp.uint32(6)) & xp.uint32(0xFFFFFF)).astype(F32)
     t = (t + F32(0.5)) * ANGLE_STEP - QUARTER_PI
@@ -127,7 +120,7 @@ def unit_circle(angle_bits):
 
 def box_muller(radius_bits, angle_bits):
     """Two independent standard normals (float32) from two uint32 words (module docstring)."""
-    xp = _namespace(radius_bits)
+    xp = array_namespace(radius_bits)
     r = xp.sqrt(F32(-2) * log_unit(radius_bits))
     x, y = unit_circle(angle_bits)
     return r * x, r * y
@@ -150,7 +143,7 @@ def normals(key: tuple[int, int], samples, count: int, xp=np):
 
 def normals_words(key: tuple[int, int], lo, hi, count: int):
     """:func:`normals` of the samples' ``(lo, hi)`` uint32 words (B,), on their array module."""
-    xp = _namespace(lo)
+    xp = array_namespace(lo)
     blocks = xp.arange((count + 3) // 4, dtype=xp.uint32)[None, :]
     r0, r1, r2, r3 = philox4x32(blocks, xp.uint32(0), lo[:, None], hi[:, None], key)
     a0, a1 = box_muller(r0, r1)
@@ -162,7 +155,7 @@ def normals_words(key: tuple[int, int], lo, hi, count: int):
 def quantise_rows_(rows, adc_fraction) -> None:
     """The ADC on (B, K) real rows in place: ``rint(x (1 / step)) step``, ``step = max(peak, 1e-30) f``,
     ``peak = max |x|`` per row, ``f = adc_fraction`` (a scalar of the rows' dtype)."""
-    xp, dt = _namespace(rows), rows.dtype.type
+    xp, dt = array_namespace(rows), rows.dtype.type
     step = xp.maximum(xp.abs(rows).max(axis=1), dt(1e-30)) * adc_fraction
     inverse = (dt(1) / step)[:, None]
     rows[...] = xp.rint(rows * inverse) * step[:, None]
@@ -172,7 +165,7 @@ def measure_rows_(pairs, lo, hi, key: tuple[int, int], gains, adc_fraction, rota
     """Holographic taps in place (array code; :func:`optics.core.noise_kernels.measure_rows` compiled):
     ``pairs`` (B, K) real ``(re, im)`` rows, ``gains`` (B, 2) per-quadrature noise std (a row of
     zeros draws none), ``adc_fraction`` (0: no ADC), ``rotation`` (B, 2) ``(cos, sin)`` or (0, 2)."""
-    xp, dt = _namespace(pairs), pairs.dtype.type
+    xp, dt = array_namespace(pairs), pairs.dtype.type
     b_count, count = pairs.shape
     pairs3 = pairs.reshape(b_count, count // 2, 2)
     noisy = xp.flatnonzero((gains != 0).any(axis=1))
@@ -205,7 +198,7 @@ def detect_rows(intensity, lo, hi, shot_key, read_key, photoelectrons: float, re
 
 def unit_double(hi_word, lo_word):
     """A float64 uniform in (0, 1) from two uint32 words: ``((hi >> 5) 2^26 + (lo >> 6) + 1/2) 2^-53``."""
-    xp = _namespace(hi_word)
+    xp = array_namespace(hi_word)
     k = (hi_word >> xp.uint32(5)).astype(xp.float64) * 67108864.0 + (lo_word >> xp.uint32(6)).astype(xp.float64)
     return (k + 0.5) * 2.0**-53
 

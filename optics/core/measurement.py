@@ -187,9 +187,9 @@ def keyed_normals(key: PassKey, tap: int, shape: tuple, backend):
     if backend.name == "cupy" or kernels is None:
         xp = backend.xp
         out = keyed_rng.normals_words(k, xp.asarray(lo), xp.asarray(hi), count)
-        return out.astype(backend.real_dtype, copy=False).reshape((rows,) + tuple(shape))
-    out = np.empty((rows, count), np.float32)
-    _rows_in_workers(backend, rows, lambda part: kernels.normals_rows(out[part], lo[part], hi[part], *k))
+    else:
+        out = np.empty((rows, count), np.float32)
+        _rows_in_workers(backend, rows, lambda part: kernels.normals_rows(out[part], lo[part], hi[part], *k))
     return out.astype(backend.real_dtype, copy=False).reshape((rows,) + tuple(shape))
 
 
