@@ -80,6 +80,20 @@ def test_kernel_normals_and_poisson_equal_the_reference():
     np.testing.assert_array_equal(counts, ref.poisson(KEY, samples, lam))
 
 
+def test_kernel_poisson_equals_the_reference_through_every_stage():
+    # means just below 10 need every inversion stage (8 terms, then 4 at a time up to 24) and a
+    # few pixels the scalar search past 24 terms; means at 10 reject PTRS attempts most often
+    samples = np.array([11, 12], np.int64)
+    lo, hi = ref.split_sample(samples)
+    lam = np.tile(np.repeat([9.999, 10.0, 0.0, 1e-9, 0.5], 20000), (2, 1))
+    counts = np.empty_like(lam)
+    kernels.poisson_rows(counts, lam, lo, hi, *KEY)
+    np.testing.assert_array_equal(counts, ref.poisson(KEY, samples, lam))
+    below = counts[:, :20000]
+    assert (below >= 24).any() and ((below >= 8) & (below < 24)).mean() > 0.3
+    assert (counts[:, 40000:60000] == 0).all()
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("adc", "rotate"), [(0.0, False), (1 / 2048, False), (1 / 2048, True), (0.0, True)])
 def test_kernel_taps_equal_the_reference(dtype, adc, rotate):
