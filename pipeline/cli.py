@@ -76,6 +76,11 @@ def _dispatch(cfg: DictConfig) -> None:
 
         run_study(run_cfg)
         return
+    if run_cfg.search.name:
+        from pipeline.search.runner import run_search
+
+        result = run_search(run_cfg)
+        sys.exit(0 if any(r["status"] == "finished" for r in result["rows"]) else 1)
     if run_cfg.sweep.name:
         from pipeline.sweeps.grid import run_sweep
 

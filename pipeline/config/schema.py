@@ -196,6 +196,26 @@ class SweepConfig:
 
 
 @dataclass
+class SearchConfig:
+    """hparams_search=<name>: a hyperparameter search on Ray Tune with Optuna (pipeline.search)."""
+
+    name: str | None = None  # None: no search
+    space: dict = field(default_factory=dict)  # dotted key -> {type: loguniform|uniform|int|choice, low, high, values}
+    objective: str = "val_accuracy"  # what trials report per epoch: val_accuracy (mean over chips)
+    trials: int = 16  # trials in all, the default configuration's included
+    max_concurrent: int | None = None  # trials at once (None: cluster CPUs / CPUs per trial)
+    time_budget_s: float | None = None  # stop starting trials after this long (None: no limit)
+    seed: int = 0  # the sampler's seed (TPE)
+    startup_trials: int = 4  # TPE's random trials before it models the objective
+    default_first: bool = True  # trial 0 is the configuration's own values (points_to_evaluate)
+    grace_epochs: int = 1  # ASHA: epochs every trial trains before it may be stopped
+    reduction_factor: float = 2.0  # ASHA: keep the best 1/rf at each rung
+    resume: str = "auto"  # auto (the same search, unfinished) | never
+    root: str = "outputs/search"  # Tune's storage and the trials' folders: <root>/<search id>/
+    kill_after_trials: int | None = None  # debug: SIGKILL the search driver after this many trials end
+
+
+@dataclass
 class FocusingConfig:
     """experiment=focusing: FFM vs model-free focusing through a scattering medium."""
 
@@ -242,6 +262,7 @@ class RunConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     rig: RigConfig = field(default_factory=RigConfig)  # chip=rig: the rig each chip drives
     seed: int = 0

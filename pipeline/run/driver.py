@@ -61,6 +61,7 @@ class Session:
     split_ref: object = None  # held for the run: restarted actors re-read their arguments
     latest: TrainState | None = None
     logging_s: float = 0.0
+    on_epoch: object = None  # on_epoch(epoch, val_accuracy, checkpoint path, run id) after each epoch's checkpoint
 
 
 class Interrupted(KeyboardInterrupt):
@@ -71,8 +72,11 @@ class Interrupted(KeyboardInterrupt):
         self.round_index, self.resume = round_index, resume
 
 
-def train(raw_cfg) -> dict:
+def train(raw_cfg, on_epoch=None) -> dict:
     """Run one training job from a config mapping (Hydra's or a dict) or a RunConfig; returns the summary.
+    ``on_epoch(epoch, val_accuracy, checkpoint_path, run_id)`` is called after each epoch's
+    validation and checkpoint (a search reports to Ray Tune there); a KeyboardInterrupt it
+    raises stops the run as Ctrl-C does (checkpointed, KILLED).
 
     Every check runs before Ray starts or an MLflow run exists: the config, the chips'
     propagation and memory (:mod:`pipeline.run.preflight`), the tracking server, the resume
@@ -92,10 +96,10 @@ def train(raw_cfg) -> dict:
     for note in plan.notes:
         print(f"ffm-train: warning: {note}", file=sys.stderr)
     with attach_hardware(plan) as plan:  # rigs: emulated ones started, every one checked; stopped at the end
-        return _run(cfg, plan, split)
+        return _run(cfg, plan, split, on_epoch)
 
 
-def _run(cfg: RunConfig, plan, split) -> dict:
+def _run(cfg: RunConfig, plan, split, on_epoch=None) -> dict:
     """The chips started, the run tracked from start to finish (see :func:`train`)."""
     tracker = make_tracker(cfg)
     for line in attached_lines(plan):
@@ -103,6 +107,7 @@ def _run(cfg: RunConfig, plan, split) -> dict:
     state, run_id = _initial_state(cfg, plan, tracker)
     topo, split_ref = _start_chips(cfg, plan, split, tracker)
     sess = _session(cfg, plan, topo, tracker, split, split_ref)
+    sess.on_epoch = on_epoch
     params = flat_params(cfg) | plan_params(plan)  # the plan's quantities: what the reports compute from
     release = functools.partial(stop_actors, topo.workers)
     with tracked_run(tracker, params, run_tags(cfg), run_id, release=release):
@@ -241,6 +246,9 @@ def _rounds(sess: Session, state: TrainState, bar) -> TrainState:
         state = _validate(sess, state)
         bar.write(f"epoch {state.epoch}: val accuracy {sess.history['val_mean'][-1][1]:.3f}")
         _checkpoint(sess, state)
+        sess.latest = state  # validated: what a stop from on_epoch checkpoints
+        if sess.on_epoch is not None:
+            sess.on_epoch(state.epoch, sess.history["val_mean"][-1][1], sess.ckpt_path, sess.tracker.run_id)
         if state.round >= sess.total_rounds:
             break
     return state

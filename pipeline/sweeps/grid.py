@@ -68,17 +68,21 @@ def expand(sw) -> list[Job]:
     return sorted(jobs.values(), key=lambda j: ORDER[j.trainer])
 
 
-def _set(tree: dict, dotted: str, value) -> None:
+def set_key(tree: dict, dotted: str, value, where: str | None = None) -> None:
+    """Set the dotted config key in the plain mapping ``tree``; an unknown key is one line naming
+    ``where`` (default ``sweep.axes.<key>``) and the section's known keys. Keys under the
+    free-form mappings (chip.hardware, chip.measurement, vars) are added."""
+    where = where or f"sweep.axes.{dotted}"
     *path, leaf = dotted.split(".")
     node = tree
     for part in path:
         if not isinstance(node.get(part), dict):
-            raise ConfigError(f"sweep.axes.{dotted}: {part!r} is not a config section")
+            raise ConfigError(f"{where}: {part!r} is not a config section")
         node = node[part]
     if leaf not in node and path and path[-1] not in ("hardware", "measurement", "vars"):
-        raise ConfigError(
-            f"sweep.axes.{dotted}: unknown key {leaf!r} in {'.'.join(path)}; known keys: {', '.join(sorted(node))}"
-        )
+        raise ConfigError(f"{where}: unknown key {leaf!r} in {'.'.join(path)}; known keys: {', '.join(sorted(node))}")
+    if not path and leaf not in node:
+        raise ConfigError(f"{where}: unknown key {leaf!r}; known top-level keys: {', '.join(sorted(node))}")
     node[leaf] = value
 
 
@@ -91,7 +95,7 @@ def job_config(base: dict, job: Job, root: str, parent_id: str) -> dict:
     d = copy.deepcopy(base)
     d["sweep"] = {"name": None}
     for axis, value in job.point:
-        _set(d, axis, value)
+        set_key(d, axis, value)
     n_chips = d["topology"]["n_chips"]
     d["seed"] = job.seed
     d["topology"]["chip_seeds"] = [job.seed + 1000 * k for k in range(n_chips)]
@@ -120,7 +124,7 @@ def sweep_fingerprint(base: dict) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _absolute(base: dict) -> dict:
+def absolute_paths(base: dict) -> dict:
     """Jobs run in other processes (and hosts): every path and the tracking URI made absolute."""
     uri = base["tracking"]["uri"] or default_uri()
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
@@ -150,7 +154,7 @@ def run_sweep(cfg: RunConfig) -> dict:
     """Run (or resume) the sweep ``cfg.sweep``; returns {parent_run_id, done, failed, report}.
     The parent run ends FINISHED, FAILED (a job failed, or the sweep itself) or KILLED (stopped
     early, or Ctrl-C: rerunning the same command resumes it)."""
-    base = _absolute(dataclasses.asdict(cfg))
+    base = absolute_paths(dataclasses.asdict(cfg))
     sw = cfg.sweep
     if cfg.tracking.kind != "mlflow":
         raise ConfigError("sweeps record their jobs in MLflow: use tracking=mlflow")
@@ -158,7 +162,7 @@ def run_sweep(cfg: RunConfig) -> dict:
     _check_jobs(base, jobs)
     record = SweepRecord(base["tracking"]["uri"], cfg.tracking.experiment)
     try:
-        parent, resumed = record.open(sw.name, sweep_fingerprint(base), sw.resume, _flat(base))
+        parent, resumed = record.open(sw.name, sweep_fingerprint(base), sw.resume, flat_config(base))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     try:
@@ -236,7 +240,7 @@ def _schedule(
     return failed, False
 
 
-def _flat(base: dict) -> dict[str, str]:
+def flat_config(base: dict) -> dict[str, str]:
     from pipeline.run.build import flat_params
 
     return {

@@ -224,6 +224,35 @@ CASES = [
     Case("sweep_no_tracking", ["experiment=imperfection_sweep", "tracking=none"], "tracking"),
     Case("sweep_axis_key", ["experiment=imperfection_sweep", "sweep.axes={chip.levle:[0,1]}"], "chip.levle"),
     Case("sweep_resume_word", ["experiment=imperfection_sweep", "sweep.resume=latest"], "sweep.resume"),
+    # hyperparameter searches: refused before Ray, MLflow or any trial
+    Case("search_budget_zero", ["hparams_search=ffm_lr_temperature", "search.trials=0"], "search.trials"),
+    Case(
+        "search_space_key",
+        ["hparams_search=ffm_lr_temperature", "search.space={trainer.lrr:{type:uniform,low:0.1,high:0.2}}"],
+        "trainer.lrr",
+    ),
+    Case(
+        "search_empty_range",
+        ["hparams_search=ffm_lr_temperature", "search.space={trainer.lr:{type:uniform,low:0.2,high:0.1}}"],
+        "trainer.lr",
+    ),
+    Case(
+        "search_refused_value",
+        ["hparams_search=ffm_lr_temperature", "search.space={chip.level:{type:uniform,low:0,high:50}}"],
+        "chip.level",
+    ),
+    Case(
+        "search_type",
+        ["hparams_search=ffm_lr_temperature", "search.space={trainer.lr:{type:normal,low:0.1,high:0.2}}"],
+        "trainer.lr",
+    ),
+    Case(
+        "search_too_concurrent",
+        ["hparams_search=ffm_lr_temperature", "search.max_concurrent=64", "cluster.num_cpus=2"],
+        "search.max_concurrent",
+    ),
+    Case("search_grace", ["hparams_search=ffm_lr_temperature", "search.grace_epochs=9"], "search.grace_epochs"),
+    Case("search_no_tracking", ["hparams_search=ffm_lr_temperature", "tracking=none"], "tracking"),
     Case("study_targets", ["experiment=focusing", "study.focusing.targets=[[999,999]]"], "targets"),
     Case("study_no_seeds", ["experiment=focusing", "study.focusing.seeds=[]"], "study.focusing.seeds"),
     Case(

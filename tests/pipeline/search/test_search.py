@@ -1,0 +1,128 @@
+"""Hyperparameter search (pipeline.search): the space's checks, placing trials on the cluster,
+and a reduced search on the real local Ray cluster with Ray Tune, Optuna and ASHA, each trial a
+child run in a real MLflow store."""
+
+import csv
+
+import pytest
+from conftest import compose
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from pipeline.config import ConfigError, load_config
+from pipeline.search.runner import concurrency, run_search, search_fingerprint
+from pipeline.search.space import check_search, default_point, flatten, parse_space
+
+
+def _raw(tmp_path, *overrides, space=None):
+    raw = OmegaConf.to_container(
+        compose(
+            "hparams_search=ffm_lr_temperature",
+            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+            f"search.root={tmp_path}/search",
+            *overrides,
+        ),
+        resolve=True,
+    )
+    if space is not None:
+        raw["search"]["space"] = space
+    return raw
+
+
+def _cfg(tmp_path, *overrides, space=None):
+    return load_config(_raw(tmp_path, *overrides, space=space))
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        ({}, "search.space is empty"),
+        ({"trainer.lrr": {"type": "uniform", "low": 0.1, "high": 0.2}}, "unknown key 'lrr'"),
+        ({"trainer.lr": {"type": "uniform", "low": 0.2, "high": 0.2}}, "range is empty"),
+        ({"trainer.lr": {"type": "loguniform", "low": 0.0, "high": 0.2}}, "needs low > 0"),
+        ({"trainer.lr": {"type": "uniform", "low": -1.0, "high": 0.2}}, "the value -1.0 is refused"),
+        ({"trainer.lr": {"type": "gauss", "low": 0.1, "high": 0.2}}, "type: loguniform|uniform|int|choice"),
+        ({"trainer.lr": {"type": "uniform", "low": 0.1, "hi": 0.2}}, "unknown field"),
+        ({"trainer.optimizer": {"type": "choice", "values": []}}, "non-empty list"),
+        ({"trainer.optimizer": {"type": "choice", "values": ["adam", "lbfgs"]}}, "lbfgs"),
+        ({"trainer.batch_size": {"type": "int", "low": 8, "high": 16.5}}, "whole bounds"),
+    ],
+)
+def test_a_bad_space_is_one_line_naming_the_key(tmp_path, space, message):
+    raw = _raw(tmp_path)
+    cfg = load_config(raw)
+    with pytest.raises(ConfigError, match=message.replace("|", r"\|").replace("(", r"\(")):
+        parse_space(space, raw)
+    assert cfg.search.name == "ffm_lr_temperature"
+
+
+def test_a_space_from_the_command_line_is_flattened_and_its_defaults_are_trial_zero(tmp_path):
+    nested = {"trainer": {"lr": {"type": "loguniform", "low": 0.01, "high": 0.5}}}
+    assert flatten(nested) == {"trainer.lr": {"type": "loguniform", "low": 0.01, "high": 0.5}}
+    raw = _raw(tmp_path, space=nested)
+    params = check_search(load_config(raw).search, raw)
+    assert [(p.key, p.kind, p.low, p.high) for p in params] == [("trainer.lr", "loguniform", 0.01, 0.5)]
+    assert default_point(params, raw) == {"trainer.lr": 0.1}
+
+
+def test_asha_needs_epochs_to_stop_at_and_a_budget(tmp_path):
+    raw = _raw(tmp_path, "search.grace_epochs=5", "trainer.epochs=4")
+    with pytest.raises(ConfigError, match="search.grace_epochs=5 is more than trainer.epochs=4"):
+        check_search(load_config(raw).search, raw)
+    with pytest.raises(ConfigError, match="search.trials"):
+        _cfg(tmp_path, "search.trials=0")
+
+
+def test_trials_are_placed_by_the_chips_they_hold(tmp_path):
+    cfg = _cfg(tmp_path)  # one 1-CPU chip per trial
+    assert concurrency(cfg, {"CPU": 2.0}) == 2
+    assert concurrency(cfg, {"CPU": 16.0}) == 16  # at most the number of trials
+    with pytest.raises(ConfigError, match="search.max_concurrent=3 but the cluster places 2"):
+        concurrency(_cfg(tmp_path, "search.max_concurrent=3"), {"CPU": 2.0})
+    with pytest.raises(ConfigError, match="one trial needs"):
+        concurrency(cfg, {"CPU": 0.5})
+
+
+def test_the_fingerprint_ignores_where_and_how_a_search_is_interrupted(tmp_path):
+    a = _raw(tmp_path)
+    b = _raw(tmp_path, "search.kill_after_trials=2", "search.resume=never")
+    b["search"]["root"] = "/elsewhere"
+    assert search_fingerprint(a) == search_fingerprint(b)
+    assert search_fingerprint(a) != search_fingerprint(_raw(tmp_path, "search.seed=1"))
+
+
+@pytest.mark.slow
+def test_a_reduced_search_stops_hopeless_trials_and_reports_the_best(ray_cluster, tmp_path):
+    # 5 trials over a learning rate that spans useless (1e-4) to good (0.1), 3 epochs of 10
+    # rounds, two trials at once: ASHA stops the ones behind after their first epoch
+    space = {"trainer.lr": {"type": "loguniform", "low": 1e-4, "high": 0.2}}
+    cfg = _cfg(
+        tmp_path,
+        "search.trials=5",
+        "search.startup_trials=3",
+        "trainer.epochs=3",
+        "trainer.batch_size=128",
+        "trainer.eval_batch_size=512",
+        "trainer.fidelity_every=0",
+        space=space,
+    )
+    result = run_search(cfg)
+    rows = result["rows"]
+    assert len(rows) == 5 and rows[0]["trainer.lr"] == 0.1  # trial 0: the configuration's own value
+    statuses = [r["status"] for r in rows]
+    assert "failed" not in statuses and statuses.count("stopped early") >= 1 and "finished" in statuses
+    client = MlflowClient(result["tracking_uri"])
+    parent = client.get_run(result["parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{result['parent_run_id']}'")
+    assert len(children) == 5
+    by_status = {r.data.tags["search.status"]: r.info.status for r in children}
+    assert by_status["finished"] == "FINISHED" and by_status["stopped early"] == "KILLED"
+    best = max((r for r in rows if r["status"] == "finished"), key=lambda r: r["val_accuracy"])
+    assert parent.data.tags["search.best_trial"] == best["trial"]
+    assert parent.data.metrics["search/best_test_accuracy"] == pytest.approx(best["test_accuracy"])
+    assert best["test_accuracy"] > 0.5  # a learning rate that learns was found and tested
+    artifacts = {a.path for a in client.list_artifacts(result["parent_run_id"], "report")}
+    assert {"report/trials.csv", "report/trials.md", "report/search.png"} <= artifacts
+    with open(result["report"][0], newline="") as f:
+        assert len(list(csv.DictReader(f))) == 5
