@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 
 FINISHED, STOPPED, FAILED = "finished", "stopped early", "failed"
 
@@ -19,7 +20,7 @@ FINISHED, STOPPED, FAILED = "finished", "stopped early", "failed"
 def trial_rows(results, keys: list[str], epochs: int) -> list[dict]:
     """One row per trial of a Tune ``ResultGrid``, in the order the trials were created."""
     rows = []
-    for number, result in enumerate(results):
+    for order, result in enumerate(results):
         metrics, config = result.metrics or {}, result.config or {}
         if result.error is not None:
             status = FAILED
@@ -31,7 +32,7 @@ def trial_rows(results, keys: list[str], epochs: int) -> list[dict]:
         vals = [] if history is None or "val_accuracy" not in history else list(history["val_accuracy"].dropna())
         rows.append(
             {
-                "number": number,
+                "number": _trial_number(result, metrics, order),
                 "trial": metrics.get("trial_id") or os.path.basename(str(result.path or "")),
                 **{k: config.get(k) for k in keys},
                 "status": status,
@@ -42,7 +43,16 @@ def trial_rows(results, keys: list[str], epochs: int) -> list[dict]:
                 "error": "" if result.error is None else str(result.error).strip().splitlines()[-1][:200],
             }
         )
-    return rows
+    return sorted(rows, key=lambda r: r["number"])
+
+
+def _trial_number(result, metrics: dict, fallback: int) -> int:
+    """The order Tune created the trial in (1-based): the head of its experiment tag
+    (``"3_trainer.lr=0.05"``), which its folder name also carries; a restored search lists its
+    trials in another order, so the grid's order is only the fallback."""
+    tag = str(metrics.get("experiment_tag") or "")
+    found = re.match(r"(\d+)_", tag) or re.search(r"_[0-9a-f]{5,}_(\d+)_", os.path.basename(str(result.path or "")))
+    return int(found.group(1)) if found else fallback + 1
 
 
 def best_row(rows: list[dict]) -> dict | None:

@@ -244,6 +244,7 @@ def _finish(cfg: RunConfig, record: SweepRecord, parent: str, rows: list[dict], 
     client = record.client
     for path in files:
         client.log_artifact(parent, path, "report")
+    _close_orphans(client, parent, {r["run_id"] for r in rows})
     for r in rows:
         if r["run_id"]:
             client.set_tag(r["run_id"], STATUS_TAG, r["status"])
@@ -268,3 +269,14 @@ def _finish(cfg: RunConfig, record: SweepRecord, parent: str, rows: list[dict], 
     print(open(files[1]).read(), flush=True)
     print(f"report: {out}", flush=True)
     return files
+
+
+def _close_orphans(client, parent: str, kept: set[str]) -> None:
+    """Child runs a killed driver left RUNNING that no trial continued (a trial restarted from
+    scratch opens a new run): KILLED, tagged as superseded."""
+    exp = client.get_run(parent).info.experiment_id
+    query = f"tags.mlflow.parentRunId = '{parent}' and attributes.status = 'RUNNING'"
+    for run in client.search_runs([exp], query, max_results=10000):
+        if run.info.run_id not in kept:
+            client.set_tag(run.info.run_id, STATUS_TAG, "superseded (the search was resumed)")
+            client.set_terminated(run.info.run_id, "KILLED")

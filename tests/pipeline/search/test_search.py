@@ -3,6 +3,9 @@ and a reduced search on the real local Ray cluster with Ray Tune, Optuna and ASH
 child run in a real MLflow store."""
 
 import csv
+import os
+import subprocess
+import sys
 
 import pytest
 from conftest import compose
@@ -91,31 +94,69 @@ def test_the_fingerprint_ignores_where_and_how_a_search_is_interrupted(tmp_path)
     assert search_fingerprint(a) != search_fingerprint(_raw(tmp_path, "search.seed=1"))
 
 
+BIN = os.path.join(os.path.dirname(sys.executable), "ffm-train")
+# 4 trials of the search's own space (learning rate and temperature), 2 epochs of 10 rounds, one
+# trial at a time: ASHA's decisions and TPE's suggestions then follow from the results alone
+REDUCED = [
+    "search.trials=4",
+    "search.max_concurrent=1",
+    "search.startup_trials=2",
+    "trainer.epochs=2",
+    "trainer.batch_size=128",
+    "trainer.eval_batch_size=512",
+    "trainer.fidelity_every=0",
+]
+
+
+def _search_process(folder, address: str, *extra) -> subprocess.CompletedProcess:
+    """ffm-train hparams_search=... in its own process, its trials on the session's cluster."""
+    folder.mkdir(exist_ok=True)
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "TUNE_GLOBAL_CHECKPOINT_S": "0"}  # Tune saves its state often
+    args = [BIN, "hparams_search=ffm_lr_temperature", *REDUCED, f"tracking.uri=sqlite:///{folder}/mlflow.db"]
+    args += [f"search.root={folder}/search", "cluster=address", f"cluster.address={address}", *extra]
+    return subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=folder, env=env)
+
+
+def _finished(rows: list[dict]) -> list[tuple]:
+    keys = ("trainer.lr", "trainer.temperature", "val_accuracy", "test_accuracy")
+    return [tuple(float(r[k]) for k in keys) for r in rows if r["status"] == "finished"]
+
+
 @pytest.mark.slow
-def test_a_reduced_search_stops_hopeless_trials_and_reports_the_best(ray_cluster, tmp_path):
-    # 5 trials over a learning rate that spans useless (1e-4) to good (0.1), 3 epochs of 10
-    # rounds, two trials at once: ASHA stops the ones behind after their first epoch
-    space = {"trainer.lr": {"type": "loguniform", "low": 1e-4, "high": 0.2}}
-    cfg = _cfg(
-        tmp_path,
-        "search.trials=5",
-        "search.startup_trials=3",
-        "trainer.epochs=3",
-        "trainer.batch_size=128",
-        "trainer.eval_batch_size=512",
-        "trainer.fidelity_every=0",
-        space=space,
-    )
-    result = run_search(cfg)
+def test_a_search_stops_hopeless_trials_reports_the_best_and_resumes_after_its_driver_is_killed(ray_cluster, tmp_path):
+    result = run_search(_cfg(tmp_path / "clean", *REDUCED))  # uninterrupted, in this process
     rows = result["rows"]
-    assert len(rows) == 5 and rows[0]["trainer.lr"] == 0.1  # trial 0: the configuration's own value
+    assert len(rows) == 4 and (rows[0]["trainer.lr"], rows[0]["trainer.temperature"]) == (0.1, 0.003)  # defaults
     statuses = [r["status"] for r in rows]
-    assert "failed" not in statuses and statuses.count("stopped early") >= 1 and "finished" in statuses
+    assert "failed" not in statuses and "stopped early" in statuses and "finished" in statuses
+    _check_tracking(result, rows)
+
+    address = ray_cluster.get_runtime_context().gcs_address
+    killed = _search_process(tmp_path / "cut", address, "search.kill_after_trials=2")
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    resumed = _search_process(tmp_path / "cut", address)  # the same command again
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stdout
+    report = next((tmp_path / "cut" / "search").glob("*/report/trials.csv"))
+    with open(report, newline="") as f:
+        cut = [
+            {**r, **{k: float(r[k]) for k in ("trainer.lr", "val_accuracy", "test_accuracy") if r[k]}}
+            for r in csv.DictReader(f)
+        ]
+    assert _finished(cut) == _finished(rows), killed.stdout + resumed.stdout  # the same trials, bit for bit
+    client = MlflowClient(f"sqlite:///{tmp_path}/cut/mlflow.db")
+    for run in client.search_runs([client.get_experiment_by_name("ffm-search").experiment_id]):
+        if "search.trial" in run.data.tags:  # no trial trained an epoch twice
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy/mean")]
+            assert len(steps) == len(set(steps)), run.info.run_name
+
+
+def _check_tracking(result: dict, rows: list[dict]) -> None:
     client = MlflowClient(result["tracking_uri"])
     parent = client.get_run(result["parent_run_id"])
     assert parent.info.status == "FINISHED"
     children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{result['parent_run_id']}'")
-    assert len(children) == 5
+    assert len(children) == len(rows)
     by_status = {r.data.tags["search.status"]: r.info.status for r in children}
     assert by_status["finished"] == "FINISHED" and by_status["stopped early"] == "KILLED"
     best = max((r for r in rows if r["status"] == "finished"), key=lambda r: r["val_accuracy"])
@@ -125,4 +166,4 @@ def test_a_reduced_search_stops_hopeless_trials_and_reports_the_best(ray_cluster
     artifacts = {a.path for a in client.list_artifacts(result["parent_run_id"], "report")}
     assert {"report/trials.csv", "report/trials.md", "report/search.png"} <= artifacts
     with open(result["report"][0], newline="") as f:
-        assert len(list(csv.DictReader(f))) == 5
+        assert len(list(csv.DictReader(f))) == len(rows)
