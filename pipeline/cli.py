@@ -185,8 +185,31 @@ def free_mappings(cls=None, prefix: str = "") -> list[str]:
     return out
 
 
+def _as_sweep(args: list[str]) -> list[str]:
+    """``-m`` command lines become grid sweeps run in parallel (:mod:`pipeline.sweeps.multirun`)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from pipeline.sweeps.multirun import MultirunError, multirun_overrides
+
+    def composed(overrides: list[str]):
+        with initialize_config_dir(config_dir=os.path.abspath(CONFIG_DIR), version_base="1.3"):
+            return compose(TYPED_ROOT, overrides=free_overrides(overrides))
+
+    _parse_each([a for a in args if not a.startswith("-")])
+    try:
+        return multirun_overrides(args, CONFIG_DIR, composed)
+    except (MultirunError, HydraException, OmegaConfBaseException, ValueError, KeyError) as exc:
+        fail(error_line(exc))
+
+
 def main() -> None:
     os.environ.setdefault("RAY_LOGGER_LEVEL", "warning")  # no INFO lines from ray.init around our one line
+    from pipeline.sweeps.multirun import is_multirun
+
+    if is_multirun(sys.argv[1:]):
+        sys.argv[1:] = _as_sweep(sys.argv[1:])
     sys.argv[1:] = free_overrides(sys.argv[1:])
     _precheck(sys.argv[1:])
     _app()

@@ -224,6 +224,7 @@ CASES = [
     Case("sweep_no_tracking", ["experiment=imperfection_sweep", "tracking=none"], "tracking"),
     Case("sweep_axis_key", ["experiment=imperfection_sweep", "sweep.axes={chip.levle:[0,1]}"], "chip.levle"),
     Case("sweep_resume_word", ["experiment=imperfection_sweep", "sweep.resume=latest"], "sweep.resume"),
+    Case("multirun_group", ["-m", "chip=diffractive,mzi"], "chip=diffractive,mzi"),
     # hyperparameter searches: refused before Ray, MLflow or any trial
     Case("search_budget_zero", ["hparams_search=ffm_lr_temperature", "search.trials=0"], "search.trials"),
     Case(
