@@ -79,7 +79,7 @@ def _dispatch(cfg: DictConfig) -> None:
     if run_cfg.search.name:
         from pipeline.search.runner import run_search
 
-        result = run_search(run_cfg)
+        result = run_search(run_cfg, _promoted(run_cfg))
         sys.exit(0 if any(r["status"] == "finished" for r in result["rows"]) else 1)
     if run_cfg.sweep.name:
         from pipeline.sweeps.grid import run_sweep
@@ -92,6 +92,20 @@ def _dispatch(cfg: DictConfig) -> None:
     from pipeline.run.driver import train
 
     train(run_cfg)
+
+
+def _promoted(run_cfg):
+    """The search's configuration on ``search.promote_chip`` (``chip=rig``), composed here at the
+    root like the search's own; None without promotion (``search.top_k=0``)."""
+    if not run_cfg.search.top_k:
+        return None
+    from hydra import compose
+    from hydra.core.hydra_config import HydraConfig
+
+    from pipeline.config import load_config
+
+    overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("chip=")]
+    return load_config(compose(TYPED_ROOT, overrides=[*overrides, f"chip={run_cfg.search.promote_chip}"]))
 
 
 def _interrupted_line(exc: KeyboardInterrupt, overrides) -> str:

@@ -120,6 +120,7 @@ NONNEGATIVE = {
     "sweep.stop_after",
     "search.seed",
     "search.time_budget_s",
+    "search.top_k",
     "chip.level",
     "chip.num_cpus",
     "chip.num_gpus",

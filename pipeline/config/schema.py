@@ -212,6 +212,8 @@ class SearchConfig:
     reduction_factor: float = 2.0  # ASHA: keep the best 1/rf at each rung
     resume: str = "auto"  # auto (the same search, unfinished) | never
     root: str = "outputs/search"  # Tune's storage and the trials' folders: <root>/<search id>/
+    top_k: int = 0  # promotion: re-run the best k configurations on promote_chip (0: none)
+    promote_chip: str = "rig"  # the chip config group the best configurations are re-run on
     kill_after_trials: int | None = None  # debug: SIGKILL the search driver after this many trials end
 
 

@@ -83,22 +83,22 @@ def markdown(rows: list[dict], keys: list[str], title: str) -> str:
     head = ["#", "trial", *keys, "status", "epochs", "val accuracy", "test accuracy"]
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [str(r["number"]), r["trial"], *(_fmt(r[k]) for k in keys), r["status"], str(r["epochs"])]
-        cells += [_fmt(r["val_accuracy"]), _fmt(r["test_accuracy"])]
+        cells = [str(r["number"]), r["trial"], *(fmt(r[k]) for k in keys), r["status"], str(r["epochs"])]
+        cells += [fmt(r["val_accuracy"]), fmt(r["test_accuracy"])]
         lines.append("| " + " | ".join(cells) + " |")
     best = best_row(rows)
     counts = {s: sum(r["status"] == s for r in rows) for s in (FINISHED, STOPPED, FAILED)}
     lines += ["", ", ".join(f"{n} {s}" for s, n in counts.items()) + f" of {len(rows)} trials."]
     if best is not None:
-        shown = ", ".join(f"{k}={_fmt(best[k])}" for k in keys)
+        shown = ", ".join(f"{k}={fmt(best[k])}" for k in keys)
         lines.append(
-            f"Best (validation): trial {best['trial']}, {shown}: val {_fmt(best['val_accuracy'])}, "
-            f"test {_fmt(best['test_accuracy'])}."
+            f"Best (validation): trial {best['trial']}, {shown}: val {fmt(best['val_accuracy'])}, "
+            f"test {fmt(best['test_accuracy'])}."
         )
     return "\n".join(lines) + "\n"
 
 
-def _fmt(value) -> str:
+def fmt(value) -> str:
     if isinstance(value, float):
         return "" if math.isnan(value) else f"{value:.4g}"
     return str(value)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 import signal
 
@@ -80,20 +81,24 @@ def concurrency(cfg: RunConfig, cluster: dict, only_known: bool = False) -> int:
     return min(asked or fits, cfg.search.trials)
 
 
-def _check(cfg: RunConfig, base: dict) -> list[Param]:
-    """Every check a bad value fails, before Ray or MLflow: the search, then trial 0's training plan."""
+def _check(cfg: RunConfig, base: dict, promoted: dict | None) -> list[Param]:
+    """Every check a bad value fails, before Ray or MLflow: the search, then trial 0's training
+    plan, on the simulated chip and (promotion) on the promoted one."""
     from pipeline.run.build import load_split, make_plan
 
     if cfg.tracking.kind != "mlflow":
         raise ConfigError("a search records its trials in MLflow: use tracking=mlflow")
     params = check_search(cfg.search, base)
-    first = load_config(trial_config(base, default_point(params, base), "check", "check"))
-    make_plan(first, load_split(first).n_classes)
+    for where in [base] + ([promoted] if promoted else []):
+        first = load_config(trial_config(where, default_point(params, base), "check", "check"))
+        make_plan(first, load_split(first).n_classes)
     return params
 
 
-def run_search(cfg: RunConfig) -> dict:
-    """Run (or resume) the search ``cfg.search``; returns the parent run id, the rows and the report files."""
+def run_search(cfg: RunConfig, promoted_cfg: RunConfig | None = None) -> dict:
+    """Run (or resume) the search ``cfg.search``; returns the parent run id, the rows and the report
+    files. ``promoted_cfg``: the same configuration on the chip the best ``search.top_k`` are
+    re-run on (:mod:`pipeline.search.promote`; the composition root makes it)."""
     import ray
 
     from pipeline.run.build import start_ray
@@ -101,10 +106,11 @@ def run_search(cfg: RunConfig) -> dict:
 
     base = absolute_paths(dataclasses.asdict(cfg))
     base["search"]["root"] = os.path.abspath(cfg.search.root)
-    params = _check(cfg, base)
+    promoted = _promoted_base(promoted_cfg, base)
+    params = _check(cfg, base, promoted)
     if cfg.cluster.kind == "local" and not ray.is_initialized():  # what it will hold, before it starts
         concurrency(cfg, {"CPU": cfg.cluster.num_cpus or os.cpu_count()} | local_resources(cfg), only_known=True)
-    start_ray(cfg)
+    start_ray(promoted_cfg or cfg)  # a local cluster advertises what the promoted chips need (a rig each)
     width = concurrency(cfg, ray.cluster_resources())
     record = SweepRecord(base["tracking"]["uri"], cfg.tracking.experiment)
     try:
@@ -114,8 +120,43 @@ def run_search(cfg: RunConfig) -> dict:
     with tracked_run(record) as run:
         rows = _tune(cfg, base, params, parent, width, resumed)
         files = _finish(cfg, record, parent, rows, params)
+        promotions = _promote(cfg, promoted, record, parent, rows, params)
         run.status = "FINISHED" if report.best_row(rows) else "FAILED"
-    return {"parent_run_id": parent, "rows": rows, "report": files, "tracking_uri": record.uri, "resumed": resumed}
+    return {
+        "parent_run_id": parent,
+        "rows": rows,
+        "promoted": promotions,
+        "report": files,
+        "tracking_uri": record.uri,
+        "resumed": resumed,
+    }
+
+
+def _promoted_base(promoted_cfg: RunConfig | None, base: dict) -> dict | None:
+    if promoted_cfg is None:
+        return None
+    promoted = absolute_paths(dataclasses.asdict(promoted_cfg))
+    promoted["search"]["root"] = base["search"]["root"]
+    return promoted
+
+
+def _promote(cfg: RunConfig, promoted: dict | None, record, parent: str, rows: list[dict], params) -> list[dict]:
+    """Re-run the best ``search.top_k`` on the promoted chip; the side-by-side table to the parent run."""
+    if promoted is None or report.best_row(rows) is None:
+        return []
+    from pipeline.search.promote import promote, write_promotion
+
+    keys = [p.key for p in params]
+    out = promote(promoted, rows, keys, parent, record.client)
+    files = write_promotion(out, keys, os.path.join(os.path.abspath(cfg.search.root), parent, "report"))
+    for path in files:
+        record.client.log_artifact(parent, path, "report")
+    for r in out:
+        if math.isfinite(r["rig_frames"]):
+            record.client.log_metric(parent, f"promoted/{r['trial']}/test_accuracy", r["rig_test_accuracy"])
+            record.client.log_metric(parent, f"promoted/{r['trial']}/frames", r["rig_frames"])
+    print(open(files[1]).read(), flush=True)
+    return out
 
 
 def _tune(cfg: RunConfig, base: dict, params: list[Param], parent: str, width: int, resumed: bool) -> list[dict]:

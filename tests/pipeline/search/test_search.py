@@ -167,3 +167,28 @@ def _check_tracking(result: dict, rows: list[dict]) -> None:
     assert {"report/trials.csv", "report/trials.md", "report/search.png"} <= artifacts
     with open(result["report"][0], newline="") as f:
         assert len(list(csv.DictReader(f))) == len(rows)
+
+
+@pytest.mark.slow
+def test_the_best_configuration_is_promoted_to_an_emulated_rig_and_its_frames_counted(tmp_path):
+    """Two 3-round trials on the simulated chip, then the best one trained again on an emulated
+    rig over TCP (its own local cluster, which advertises the rig's optical_chip)."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    args = [BIN, "hparams_search=ffm_lr_temperature", "search.trials=2", "search.max_concurrent=1"]
+    args += ["search.top_k=1", "trainer.epochs=1", "trainer.max_rounds=3", "trainer.batch_size=8"]
+    args += ["trainer.eval_batch_size=64", "task.val_fraction=0.02", "task.test_fraction=0.03"]
+    args += [f"tracking.uri={uri}", f"search.root={tmp_path}/search", "cluster.num_cpus=2"]
+    env = {k: v for k, v in os.environ.items() if k != "FFM_TRACEBACK"}
+    p = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    (promotion,) = list((tmp_path / "search").glob("*/report/promotion.csv"))
+    with open(promotion, newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert float(row["rig_frames"]) > 0 and 0.0 <= float(row["rig_test_accuracy"]) <= 1.0
+    client = MlflowClient(uri)
+    rig_run = client.get_run(row["run_id"])
+    assert rig_run.info.status == "FINISHED" and rig_run.data.tags["search.promoted_from"] == row["trial"]
+    assert rig_run.data.params["chip.kind"] == "rig"
+    parent = client.get_run(rig_run.data.tags["mlflow.parentRunId"])
+    assert parent.data.metrics[f"promoted/{row['trial']}/frames"] == float(row["rig_frames"])
+    assert "rig frames" in p.stdout
