@@ -23,17 +23,10 @@ def test_bad_value_is_one_line_before_ray_starts(tmp_path):
 
 
 @pytest.mark.slow
-def test_multirun_makes_one_run_per_trainer(tmp_path):
+def test_multirun_is_a_parallel_grid_sweep_with_one_parent_and_a_report(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     out = subprocess.run(
-        [
-            BIN,
-            "-m",
-            "trainer=ffm,insilico",
-            "debug=smoke",
-            f"tracking.uri='{uri}'",
-            f"hydra.sweep.dir={tmp_path}/multirun",
-        ],
+        [BIN, "-m", "trainer=ffm,insilico", "debug=smoke", f"tracking.uri='{uri}'", f"sweep.root={tmp_path}/sweeps"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -42,9 +35,14 @@ def test_multirun_makes_one_run_per_trainer(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("ffm-optics").experiment_id])
-    assert sorted(r.data.params["trainer.kind"] for r in runs) == ["ffm", "insilico"]
-    assert all(r.info.status == "FINISHED" for r in runs)
-    assert (tmp_path / "multirun" / "0" / "summary.json").exists()
+    (parent,) = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
+    assert parent.data.tags["sweep.name"] == "multirun" and parent.info.status == "FINISHED"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    # insilico deploys the masks of an ideal job trained once for it
+    assert sorted(r.data.params["trainer.kind"] for r in children) == ["ffm", "ideal", "insilico"]
+    assert all(r.info.status == "FINISHED" for r in children)
+    assert (tmp_path / "sweeps" / parent.info.run_id / "report" / "sweep.csv").exists()
+    assert not (tmp_path / "multirun").exists()  # not Hydra's serial multirun
 
 
 @pytest.mark.slow
