@@ -202,6 +202,7 @@ def _run_jobs(cfg: RunConfig, base: dict, jobs: list[Job], record: SweepRecord, 
     task = ray.remote(num_cpus=0, max_retries=1)(_run_job)
     failed, stopped = _schedule(task, base, todo, set(done), parent, width, sw.stop_after)
     files = report_sweep(record.uri, parent, os.path.join(sw.root, parent, "report"))
+    print(f"report: {os.path.dirname(files[0])}" if files else "report: no finished job to report", flush=True)
     return failed, stopped, files
 
 
@@ -228,11 +229,12 @@ def _schedule(
             done.add(job.key)
             accs = [c["test_accuracy"] for c in summary["chips"].values()]
             acc = summary["twin_test_accuracy"] if job.trainer == "ideal" else sum(accs) / len(accs)
-            print(f"  done {job.key}: test accuracy {acc:.3f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+            line = f"done {job.key}: test accuracy {acc:.3f} ({time.perf_counter() - t0:.0f} s)"
         except Exception as exc:  # noqa: BLE001  (a failed job is recorded; the sweep goes on)
             failed[job.key] = str(exc).strip().splitlines()[-1][:300]
-            print(f"  FAILED {job.key}: {failed[job.key]}", flush=True)
+            line = f"FAILED {job.key}: {failed[job.key]}"
         finished += 1
+        print(f"  [{finished}/{len(todo)}] {line}", flush=True)
         if stop_after is not None and finished >= stop_after:
             for ref in running:
                 ray.cancel(ref, force=True)
