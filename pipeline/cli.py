@@ -71,6 +71,7 @@ def _dispatch(cfg: DictConfig) -> None:
     from pipeline.config import load_config
 
     run_cfg = load_config(cfg)  # a bad value: one line before Ray, MLflow or the chips are even imported
+    run_cfg = _with_command(run_cfg)
     if run_cfg.study.kind:
         from pipeline.studies.runner import run_study
 
@@ -92,6 +93,16 @@ def _dispatch(cfg: DictConfig) -> None:
     from pipeline.run.driver import train
 
     train(run_cfg)
+
+
+def _with_command(run_cfg):
+    """The config with the command line that started it (``tracking.command``: the run description)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if run_cfg.tracking.command:
+        return run_cfg
+    command = " ".join(["ffm-train", *HydraConfig.get().overrides.task])
+    return dataclasses.replace(run_cfg, tracking=dataclasses.replace(run_cfg.tracking, command=command))
 
 
 def _promoted(run_cfg):

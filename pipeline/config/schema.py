@@ -157,6 +157,7 @@ class TrackingConfig:
     flush_timeout_s: float = 120.0  # at the end: wait this long for the spool to drain
     probe_timeout_s: float = 10.0  # before anything starts: is the tracking server there?
     tags: dict = field(default_factory=dict)  # extra run tags (sweeps: the job key)
+    command: str | None = None  # the command line that started the run (ffm-train sets it): the run description
 
 
 @dataclass

@@ -69,6 +69,20 @@ def log_final_artifacts(sess, state, test: dict, figures) -> None:
             )
 
 
+def results_table(summary: dict) -> str:
+    """The final test accuracy per chip and on the twin, as a markdown table (the run's description)."""
+    lines = ["| tested on | test accuracy |", "|---|---|"]
+    for name, chip in summary["chips"].items():
+        where = "twin" if summary["deployed_on"] == "twin" else name
+        lines.append(f"| {where} | {chip['test_accuracy']:.3f} |")
+    lines.append(f"| the same masks on the digital twin | {summary['twin_test_accuracy']:.3f} |")
+    lines.append("")
+    lines.append(f"{summary['rounds']} rounds, {summary['epochs']} epochs in {summary['wall_seconds']:.0f} s.")
+    if summary["dropped_chips"]:
+        lines.append(f"Dropped chips: {summary['dropped_chips']}.")
+    return "\n".join(lines)
+
+
 def print_summary(summary: dict, tracker) -> None:
     lines = [f"\n{summary['trainer']} training done in {summary['wall_seconds']:.0f} s, {summary['rounds']} rounds"]
     for name, chip in summary["chips"].items():

@@ -305,7 +305,16 @@ def make_tracker(cfg: RunConfig):
     if cfg.resume and os.path.isfile(cfg.resume):
         previous = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(cfg.resume))), SPOOL_DIR)
         spool = previous if os.path.isdir(previous) else spool
-    return MlflowTracker(t.uri, t.experiment, t.run_name, spool_dir=spool, flush_timeout_s=t.flush_timeout_s)
+    name = t.run_name or run_label(cfg)
+    return MlflowTracker(t.uri, t.experiment, name, spool_dir=spool, flush_timeout_s=t.flush_timeout_s)
+
+
+def run_label(cfg: RunConfig) -> str:
+    """A run name a researcher recognises in a list: trainer, chip, task, topology, level, seed
+    (``ffm diffractive/small digits single x1 level=1 seed=0``)."""
+    c, top = cfg.chip, cfg.topology
+    chip = c.kind + (f"/{c.geometry}" if c.kind in ("diffractive", "rig") else "")
+    return f"{cfg.trainer.kind} {chip} {cfg.task.name} {top.kind} x{top.n_chips} level={c.level:g} seed={cfg.seed}"
 
 
 def flat_params(cfg: RunConfig) -> dict[str, str]:
@@ -333,6 +342,20 @@ def fingerprint(cfg: RunConfig) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def run_description(cfg: RunConfig, results: str = "") -> str:
+    """The run's description in the UI (``mlflow.note.content``, markdown): the command that
+    started it, what it trains, and (at the end) ``results``."""
+    lines = [f"**{run_label(cfg)}**", ""]
+    if cfg.tracking.command:
+        lines += ["```", cfg.tracking.command, "```", ""]
+    c = cfg.chip
+    lines.append(
+        f"{cfg.trainer.kind} training, {cfg.topology.n_chips} x {c.kind} chip ({c.geometry}), imperfection level "
+        f"{c.level:g}, task {cfg.task.name}, {cfg.trainer.epochs} epochs of batch {cfg.trainer.batch_size}."
+    )
+    return "\n".join(lines + (["", results] if results else []))
+
+
 def run_tags(cfg: RunConfig) -> dict[str, str]:
     from importlib.metadata import version
 
@@ -353,10 +376,18 @@ def run_tags(cfg: RunConfig) -> dict[str, str]:
     return {
         **cfg.tracking.tags,
         **nest,
-        "git_commit": commit,
+        "mlflow.source.git.commit": commit,  # MLflow's standard source tags: the UI shows them
+        "mlflow.source.name": "ffm-train",
+        "mlflow.note.content": run_description(cfg),
         "backend": cfg.chip.backend,
         "chips": str(cfg.topology.n_chips),
         "trainer": cfg.trainer.kind,
+        "chip": cfg.chip.kind,
+        "geometry": cfg.chip.geometry,
+        "task": cfg.task.name,
+        "topology": cfg.topology.kind,
+        "level": f"{cfg.chip.level:g}",
+        "seed": str(cfg.seed),
         "numpy": np.__version__,
         "ray": version("ray"),
         "mlflow": version("mlflow"),

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from pipeline.config import ConfigError, RunConfig, load_config
 from pipeline.reports import figures
-from pipeline.reports.run_report import log_final_artifacts, plan_params, print_summary
+from pipeline.reports.run_report import log_final_artifacts, plan_params, print_summary, results_table
 from pipeline.run import checkpoint
 from pipeline.run.build import (
     attach_hardware,
@@ -32,6 +32,7 @@ from pipeline.run.build import (
     make_plan,
     make_tracker,
     make_workers,
+    run_description,
     run_tags,
     start_ray,
 )
@@ -323,6 +324,7 @@ def _finish(sess: Session, state: TrainState, wall_s: float) -> dict:
     )
     _write_outputs(sess.cfg.output_dir, summary, state)
     log_final_artifacts(sess, state, test, figures)
+    sess.tracker.set_tags({"mlflow.note.content": run_description(sess.cfg, results_table(summary))})
     print_summary(summary, sess.tracker)
     return summary
 

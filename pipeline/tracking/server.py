@@ -25,6 +25,12 @@ class TrackingUnavailable(ValueError):
     """The tracking URI cannot be reached or written; the message is one line: what, and the fix."""
 
 
+def run_url(server: str, experiment_id: str | None, run_id: str | None) -> str:
+    """A run's page in the MLflow UI, in the model-training view: MLflow 3 opens experiments in
+    its GenAI view unless the route carries ``workflowType=machine_learning``."""
+    return f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+
+
 def create_run(client, experiment: str, run_name: str | None, tags: dict):
     """A new run in ``experiment`` (created if missing) with MLflow's usual context tags."""
     from mlflow.exceptions import MlflowException
@@ -107,6 +113,11 @@ class MlflowSender:
     def _send_artifact(self, records: list[dict], maybe_sent: bool) -> None:
         for r in records:  # an upload replaces the same path: idempotent
             self.client.log_artifact(r["run_id"], r["file"], r["dir"])
+
+    def _send_tags(self, records: list[dict], maybe_sent: bool) -> None:
+        for r in records:  # the same value again is accepted: idempotent
+            for key, value in r["tags"].items():
+                self.client.set_tag(r["run_id"], key, value)
 
     def _send_terminate(self, records: list[dict], maybe_sent: bool) -> None:
         for r in records:

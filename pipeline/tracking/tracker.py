@@ -32,6 +32,7 @@ from pipeline.tracking.server import (
     mark_dead_runs,
     probe,
     replay_spool,
+    run_url,
 )
 from pipeline.tracking.spool import Spool, SpoolBacklog, SpoolBusy
 
@@ -66,6 +67,7 @@ class NullTracker:
     def event(self, text: str) -> None:
         self.events.append(text)
 
+    def set_tags(self, tags: dict[str, str]) -> None: ...
     def end(self, status: str = "FINISHED") -> None: ...
     def probe(self, timeout_s: float = 5.0) -> None: ...
 
@@ -145,7 +147,7 @@ class MlflowTracker(NullTracker):
             if run_id is None
             else self._reopen(client, run_id, tags)
         )
-        self.run_id = run.info.run_id
+        self.run_id, self.experiment_id = run.info.run_id, run.info.experiment_id
         self.sender = MlflowSender(self.uri)
         self.spool = Spool(
             self._spool_path(),
@@ -265,6 +267,10 @@ class MlflowTracker(NullTracker):
     def log_text(self, text: str, path: str) -> None:
         self._artifact(text.encode(), path)
 
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Spool tags (the run's description ``mlflow.note.content`` at the end, for one)."""
+        self._submit({"kind": "tags", "tags": {k: str(v) for k, v in tags.items()}})
+
     def download(self, run_id: str, artifact_path: str, dst: str) -> str:
         """An artifact of a run (resume by run id: its checkpoint). What this spool folder still owes
         the server (a killed driver's last checkpoint) is sent first, so the download is the latest."""
@@ -301,9 +307,12 @@ class MlflowTracker(NullTracker):
         return None if drained and not backlog.rejected else backlog
 
     def ui_command(self) -> str:
+        """How to see this run, as a link that opens MLflow's model-training view (not its GenAI
+        default): ``<server>/#/experiments/<id>/runs/<id>?workflowType=machine_learning``."""
         if self.uri.startswith(("http://", "https://")):
-            return f"open {self.uri} (run {self.run_id})"
-        return f"mlflow ui --backend-store-uri {self.uri}   # then open http://127.0.0.1:5000"
+            return f"open {run_url(self.uri, self.experiment_id, self.run_id)}"
+        local = run_url("http://127.0.0.1:5000", self.experiment_id, self.run_id)
+        return f"mlflow ui --backend-store-uri {self.uri}   # then open {local}"
 
 
 def tracking_error_line(exc: BaseException, first_line: str) -> str | None:

@@ -60,7 +60,20 @@ def test_smoke_run_is_tracked_in_sqlite(ray_cluster, tmp_path, sqlite_uri):
     run = client.get_run(summary["run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params["trainer.kind"] == "ffm" and run.data.params["topology.n_chips"] == "2"
-    assert {"git_commit", "backend", "chips", "ray", "mlflow"} <= set(run.data.tags)
+    assert {"mlflow.source.git.commit", "backend", "chips", "ray", "mlflow"} <= set(run.data.tags)
+    tags = run.data.tags  # a run a researcher recognises: its name, tags and description
+    assert run.info.run_name == "ffm diffractive/small digits data_parallel x2 level=1 seed=0"
+    assert (tags["chip"], tags["geometry"], tags["task"], tags["topology"], tags["level"]) == (
+        "diffractive",
+        "small",
+        "digits",
+        "data_parallel",
+        "1",
+    )
+    note = tags["mlflow.note.content"]
+    assert (
+        "| chip0 | " in note and f"| the same masks on the digital twin | {summary['twin_test_accuracy']:.3f} |" in note
+    )
     metrics = run.data.metrics
     for key in (
         "round/loss",
