@@ -29,7 +29,27 @@ def plan_params(plan) -> dict[str, str]:
         out[DETECTOR_PIXELS] = pixels[0] if len(set(pixels)) == 1 else sum(pixels) / len(pixels)
     out |= {f"plan.measurement.{k}": v for k, v in _fields(plan.chips[0].measurement).items()}
     out["plan.chips"] = len(plan.chips)
+    out |= physics_params(g)
     return {k: str(v) for k, v in out.items()}
+
+
+# the geometry's quantities under names that carry their units (what a reader of the UI needs)
+PHYSICS = {
+    "pitch": "physics.pitch_m",
+    "wavelength": "physics.wavelength_m",
+    "distance": "physics.distance_m",
+    "n": "physics.grid_px",
+    "n_layers": "physics.layers",
+    "detector_px": "physics.detector_side_px",
+    "object_px": "physics.object_px",
+}
+
+
+def physics_params(geometry) -> dict:
+    """The resolved geometry's physical quantities with units in their names (those it has)."""
+    return {
+        name: getattr(geometry, field) for field, name in PHYSICS.items() if getattr(geometry, field, None) is not None
+    }
 
 
 def _fields(spec) -> dict:

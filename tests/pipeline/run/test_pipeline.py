@@ -70,6 +70,8 @@ def test_smoke_run_is_tracked_in_sqlite(ray_cluster, tmp_path, sqlite_uri):
         "data_parallel",
         "1",
     )
+    params = run.data.params  # the small chip's geometry, resolved, with units in the names
+    assert (params["physics.pitch_m"], params["physics.grid_px"], params["physics.layers"]) == ("3.6e-05", "64", "3")
     note = tags["mlflow.note.content"]
     assert (
         "| chip0 | " in note and f"| the same masks on the digital twin | {summary['twin_test_accuracy']:.3f} |" in note
