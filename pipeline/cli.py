@@ -116,10 +116,14 @@ def _promoted(run_cfg):
     from pipeline.config import load_config
 
     overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("chip=")]
-    return load_config(compose(TYPED_ROOT, overrides=[*overrides, f"chip={run_cfg.search.promote_chip}"]))
+    return _with_command(
+        load_config(compose(TYPED_ROOT, overrides=[*overrides, f"chip={run_cfg.search.promote_chip}"]))
+    )
 
 
 def _interrupted_line(exc: KeyboardInterrupt, overrides) -> str:
+    if getattr(exc, "rerun", None):  # a sweep or a search
+        return f"ffm-train: {exc.rerun}"
     resume = getattr(exc, "resume", None)
     if resume is None:
         return "ffm-train: interrupted before training started; nothing to resume"

@@ -1,11 +1,12 @@
 """Compiled CPU kernels of a camera frame (Numba): keyed Poisson shot noise, read noise and ADC.
 
 Poisson counts follow :func:`optics.core.keyed_rng.poisson` (inversion below ``lam = 10``,
-PTRS above), one row (sample) at a time in loops LLVM vectorises. The row's pixels are split
-into two index lists. Inversion pixels get their Philox words, ``e^-lam`` and the first 8
-terms of the search in one loop (:func:`_invert_first_`); the undecided ones (12 % at a mean of
-3) are compacted and get 4 more terms at a time, so the work follows each pixel's count rather
-than the slowest pixel's. PTRS pixels get their first attempt, squeeze and log test in one
+PTRS above), one row (sample) at a time in loops LLVM vectorises. Every pixel's Philox words
+come first, for the whole row (:func:`_words_`); then the row's pixels are split into two index
+lists. Inversion pixels get ``e^-lam`` and the first 8 terms of the search in one loop
+(:func:`_invert_first_`); the undecided ones (12 % of a mid-size frame's inversion pixels, whose
+means spread over 0-10) are compacted and get 4 more terms at a time, so the work follows each
+pixel's count rather than the slowest pixel's. PTRS pixels get their first attempt, squeeze and log test in one
 loop (:func:`_ptrs_first_`). ``ln`` and ``exp`` are written out as polynomials (:func:`_log`,
 :func:`_exp_neg`, within a few ulp of the C library's), since a loop that calls the C library
 does not vectorise. Pixels left (a rejected attempt, an inversion past 24 terms) finish in
@@ -124,6 +125,7 @@ def _ptrs_attempt(lam, u, v):
 
 
 FIRST_TERMS, STAGE_TERMS = 8, 4  # 8 terms decide 88 % of the inversion pixels of a mid-size frame
+assert (INVERSION_TERMS - FIRST_TERMS) % STAGE_TERMS == 0  # the stages end at term 24 exactly
 
 
 @njit(inline="always", **JIT)

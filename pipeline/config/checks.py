@@ -40,6 +40,12 @@ def check_relations(cfg: RunConfig) -> None:
     if cfg.trainer.masks_from and cfg.trainer.kind != "insilico":
         raise ConfigError("trainer.masks_from deploys trained masks: use it with trainer=insilico")
     _check_sweep(cfg.sweep)
+    if cfg.search.name and (cfg.sweep.name or cfg.study.kind):
+        other = f"sweep.name={cfg.sweep.name}" if cfg.sweep.name else f"study.kind={cfg.study.kind}"
+        raise ConfigError(
+            f"search.name={cfg.search.name} and {other} in one command: a search runs trainings of its own; "
+            "run the search and the sweep (or -m) as separate commands"
+        )
     _check_rig(cfg)
     for name in ("focusing", "exceptional_point"):
         _check_seeds(f"study.{name}.seeds", getattr(cfg.study, name).seeds)

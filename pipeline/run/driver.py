@@ -62,7 +62,9 @@ class Session:
     split_ref: object = None  # held for the run: restarted actors re-read their arguments
     latest: TrainState | None = None
     logging_s: float = 0.0
-    on_epoch: object = None  # on_epoch(epoch, val_accuracy, checkpoint path, run id) after each epoch's checkpoint
+    on_epoch: object = (
+        None  # on_epoch(epoch, val_accuracy, checkpoint path, run id, last) after each epoch's checkpoint
+    )
 
 
 class Interrupted(KeyboardInterrupt):
@@ -75,9 +77,9 @@ class Interrupted(KeyboardInterrupt):
 
 def train(raw_cfg, on_epoch=None) -> dict:
     """Run one training job from a config mapping (Hydra's or a dict) or a RunConfig; returns the summary.
-    ``on_epoch(epoch, val_accuracy, checkpoint_path, run_id)`` is called after each epoch's
-    validation and checkpoint (a search reports to Ray Tune there); a KeyboardInterrupt it
-    raises stops the run as Ctrl-C does (checkpointed, KILLED).
+    ``on_epoch(epoch, val_accuracy, checkpoint_path, run_id, last)`` is called after each epoch's
+    validation and checkpoint (a search reports to Ray Tune there; ``last``: the final test comes
+    next); a KeyboardInterrupt it raises stops the run as Ctrl-C does (checkpointed, KILLED).
 
     Every check runs before Ray starts or an MLflow run exists: the config, the chips'
     propagation and memory (:mod:`pipeline.run.preflight`), the tracking server, the resume
@@ -248,8 +250,9 @@ def _rounds(sess: Session, state: TrainState, bar) -> TrainState:
         bar.write(f"epoch {state.epoch}: val accuracy {sess.history['val_mean'][-1][1]:.3f}")
         _checkpoint(sess, state)
         sess.latest = state  # validated: what a stop from on_epoch checkpoints
-        if sess.on_epoch is not None:
-            sess.on_epoch(state.epoch, sess.history["val_mean"][-1][1], sess.ckpt_path, sess.tracker.run_id)
+        if sess.on_epoch is not None:  # last: the final test follows (the epochs, or trainer.max_rounds, are done)
+            last = state.epoch >= cfg.trainer.epochs or state.round >= sess.total_rounds
+            sess.on_epoch(state.epoch, sess.history["val_mean"][-1][1], sess.ckpt_path, sess.tracker.run_id, last)
         if state.round >= sess.total_rounds:
             break
     return state

@@ -45,7 +45,7 @@ def promote(promoted_base: dict, rows: list[dict], keys: list[str], parent: str,
         try:
             summary = ray.get(task.remote(d))
         except Exception as exc:  # noqa: BLE001  (a failed promotion is recorded; the next one runs)
-            out.append(_row(rank, row, keys, math.nan, math.nan, "", str(exc).strip().splitlines()[-1][:200]))
+            out.append(_row(rank, row, keys, math.nan, math.nan, "", report.last_line(exc)))
             continue
         frames = frames_spent(client, summary["run_id"])
         out.append(_row(rank, row, keys, trial_accuracy(summary), frames, summary["run_id"], ""))

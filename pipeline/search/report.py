@@ -17,7 +17,12 @@ import re
 FINISHED, STOPPED, FAILED = "finished", "stopped early", "failed"
 
 
-def trial_rows(results, keys: list[str], epochs: int) -> list[dict]:
+def last_line(exc) -> str:
+    """An error's last line (its type where it has no text), for a table cell."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]
+
+
+def trial_rows(results, keys: list[str]) -> list[dict]:
     """One row per trial of a Tune ``ResultGrid``, in the order the trials were created."""
     rows = []
     for order, result in enumerate(results):
@@ -40,7 +45,7 @@ def trial_rows(results, keys: list[str], epochs: int) -> list[dict]:
                 "val_accuracy": max(vals) if vals else math.nan,
                 "test_accuracy": metrics.get("test_accuracy", math.nan),
                 "run_id": metrics.get("run_id", ""),
-                "error": "" if result.error is None else str(result.error).strip().splitlines()[-1][:200],
+                "error": "" if result.error is None else last_line(result.error),
             }
         )
     return sorted(rows, key=lambda r: r["number"])
@@ -126,12 +131,11 @@ def _objective_panel(ax, rows: list[dict]) -> None:
         pts = [(i, r["val_accuracy"]) for i, r in enumerate(rows) if r["status"] == status]
         if pts:
             ax.scatter(*zip(*pts, strict=True), marker=marker, color=color, label=status)
-    done = [r["val_accuracy"] for r in rows if r["status"] == FINISHED]
     best, running = [], -math.inf
     for r in rows:
         if r["status"] == FINISHED:
             running = max(running, r["val_accuracy"])
-        best.append(running if done else math.nan)
+        best.append(running if running > -math.inf else math.nan)
     ax.step(range(len(rows)), best, where="post", color="k", lw=1, label="best finished so far")
     ax.set(xlabel="trial (order created)", ylabel="validation accuracy (best epoch)", title="objective")
     ax.legend(fontsize=8)
@@ -184,21 +188,22 @@ def param_importances(rows: list[dict], keys: list[str]) -> dict[str, float]:
     done = [r for r in rows if r["status"] == FINISHED]
     if len(done) < 3:
         return {}
-    study = optuna.create_study(direction="maximize")
-    for r in done:
-        params = {k: r[k] for k in keys}
-        dists = {k: _distribution([d[k] for d in done]) for k in keys}
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=r["val_accuracy"]))
-    try:
+    numeric = {k: all(isinstance(r[k], int | float) and not isinstance(r[k], bool) for r in done) for k in keys}
+    dists = {k: _distribution([r[k] for r in done], numeric[k]) for k in keys}
+    try:  # a figure panel: whatever Optuna refuses leaves the panel empty, never the report
+        study = optuna.create_study(direction="maximize")
+        for r in done:
+            params = {k: r[k] if numeric[k] else str(r[k]) for k in keys}
+            study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=r["val_accuracy"]))
         return dict(optuna.importance.get_param_importances(study))
-    except (ValueError, RuntimeError):
+    except (ValueError, RuntimeError, TypeError):
         return {}
 
 
-def _distribution(values: list):
+def _distribution(values: list, numeric: bool):
     import optuna
 
-    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+    if numeric:
         lo, hi = min(values), max(values)
         return optuna.distributions.FloatDistribution(float(lo), float(hi if hi > lo else lo + 1e-12))
     return optuna.distributions.CategoricalDistribution(sorted({str(v) for v in values}))

@@ -29,11 +29,13 @@ import math
 import os
 import signal
 
+from ray.tune import Callback
+
 from pipeline.config import ConfigError, RunConfig, load_config
 from pipeline.search import report
 from pipeline.search.space import Param, check_search, default_point
 from pipeline.search.trial import run_trial, trial_config
-from pipeline.sweeps.grid import absolute_paths, flat_config, sweep_fingerprint
+from pipeline.sweeps.grid import RerunToResume, absolute_paths, flat_config, sweep_fingerprint
 from pipeline.tracking.lifecycle import tracked_run
 from pipeline.tracking.runs import SweepRecord
 
@@ -117,11 +119,14 @@ def run_search(cfg: RunConfig, promoted_cfg: RunConfig | None = None) -> dict:
         parent, resumed = record.open(cfg.search.name, search_fingerprint(base), cfg.search.resume, flat_config(base))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    with tracked_run(record) as run:
-        rows = _tune(cfg, base, params, parent, width, resumed)
-        files = _finish(cfg, record, parent, rows, params)
-        promotions = _promote(cfg, promoted, record, parent, rows, params)
-        run.status = "FINISHED" if report.best_row(rows) else "FAILED"
+    try:
+        with tracked_run(record) as run:
+            rows = _tune(cfg, base, params, parent, width, resumed)
+            files = _finish(cfg, record, parent, rows, params)
+            promotions = _promote(cfg, promoted, record, parent, rows, params)
+            run.status = "FINISHED" if report.best_row(rows) else "FAILED"
+    except KeyboardInterrupt:
+        raise RerunToResume(f"search {cfg.search.name}", parent) from None
     return {
         "parent_run_id": parent,
         "rows": rows,
@@ -162,10 +167,11 @@ def _promote(cfg: RunConfig, promoted: dict | None, record, parent: str, rows: l
 def _tune(cfg: RunConfig, base: dict, params: list[Param], parent: str, width: int, resumed: bool) -> list[dict]:
     from ray import tune
 
-    os.environ.setdefault(
-        "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0"
-    )  # one save per epoch is the design
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # Ctrl-C: the search is KILLED and resumable
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # a save per epoch
     storage = os.path.join(base["search"]["root"], parent)
+    # the progress callback's settings: also for a restored search, whose callback Tune unpickles
+    PROGRESS.update(total=cfg.search.trials, kill_after=cfg.search.kill_after_trials, ended=0)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=base, parent=parent), tune.PlacementGroupFactory(trial_resources(cfg))
     )
@@ -175,11 +181,11 @@ def _tune(cfg: RunConfig, base: dict, params: list[Param], parent: str, width: i
     else:
         print(f"search {cfg.search.name}: parent run {parent}, {cfg.search.trials} trials, {width} at once", flush=True)
         tuner = tune.Tuner(
-            trainable, tune_config=_tune_config(cfg, base, params, width), run_config=_run_config(cfg, storage)
+            trainable, tune_config=_tune_config(cfg, base, params, width), run_config=_run_config(storage)
         )
     results = tuner.fit()
     keys = [p.key for p in params]
-    return report.trial_rows(results, keys, base["trainer"]["epochs"])  # in the order Tune created them
+    return report.trial_rows(results, keys)  # in the order Tune created them
 
 
 def _tune_config(cfg: RunConfig, base: dict, params: list[Param], width: int):
@@ -226,7 +232,7 @@ def _distribution(p: Param):
     return d.FloatDistribution(p.low, p.high, log=p.kind == "loguniform")
 
 
-def _run_config(cfg: RunConfig, storage: str):
+def _run_config(storage: str):
     from ray import tune
 
     root, name = os.path.split(storage)
@@ -236,44 +242,41 @@ def _run_config(cfg: RunConfig, storage: str):
         verbose=0,
         failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        callbacks=[_progress_callback(cfg)],
+        callbacks=[Progress()],
     )
 
 
-def _progress_callback(cfg: RunConfig):
+# what the progress callback reads: set by each call of _tune, so a search Tune restores (with the
+# callback pickled in its state) counts and kills by this command's settings, not the first one's
+PROGRESS = {"total": 0, "kill_after": None, "ended": 0}
+
+
+class Progress(Callback):
     """One line per trial that ends (n/N, its values, how it ended). ``search.kill_after_trials``:
     SIGKILL this driver when a trial starts after that many ended (fault-injection tests of
-    resume; Tune has saved its state by then where ``TUNE_GLOBAL_CHECKPOINT_S`` is short)."""
-    from ray.tune import Callback
+    resume; Tune has saved its state by then where ``TUNE_GLOBAL_CHECKPOINT_S`` is short).
+    Its settings are :data:`PROGRESS` (module level, and the class is pickled by reference, so a
+    restored search's unpickled callback reads this command's settings)."""
 
-    total, kill_after = cfg.search.trials, cfg.search.kill_after_trials
+    def _line(self, trial, how: str) -> None:
+        PROGRESS["ended"] += 1
+        shown = ", ".join(
+            f"{k.split('.')[-1]}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.config.items()
+        )
+        print(f"  trial {PROGRESS['ended']}/{PROGRESS['total']} {trial.trial_id} ({shown}): {how}", flush=True)
 
-    class Progress(Callback):
-        ended = 0
+    def on_trial_start(self, iteration, trials, trial, **info):
+        if PROGRESS["kill_after"] is not None and PROGRESS["ended"] >= PROGRESS["kill_after"]:
+            os.kill(os.getpid(), signal.SIGKILL)
 
-        def _line(self, trial, how: str) -> None:
-            Progress.ended += 1
-            shown = ", ".join(
-                f"{k.split('.')[-1]}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.config.items()
-            )
-            print(f"  trial {Progress.ended}/{total} {trial.trial_id} ({shown}): {how}", flush=True)
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        r = trial.last_result or {}
+        how = f"test accuracy {r['test_accuracy']:.3f}" if "test_accuracy" in r else "stopped early"
+        val = r.get("val_accuracy", float("nan"))
+        self._line(trial, f"{how} after {r.get('training_iteration', 0)} epoch(s), val {val:.3f}")
 
-        def on_trial_start(self, iteration, trials, trial, **info):
-            if kill_after is not None and Progress.ended >= kill_after:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            r = trial.last_result or {}
-            how = f"test accuracy {r['test_accuracy']:.3f}" if "test_accuracy" in r else "stopped early"
-            self._line(
-                trial,
-                f"{how} after {r.get('training_iteration', 0)} epoch(s), val {r.get('val_accuracy', float('nan')):.3f}",
-            )
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            self._line(trial, "FAILED")
-
-    return Progress()
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._line(trial, "FAILED")
 
 
 def _finish(cfg: RunConfig, record: SweepRecord, parent: str, rows: list[dict], params: list[Param]) -> list[str]:

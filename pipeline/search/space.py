@@ -113,7 +113,28 @@ def check_search(search, base: dict) -> list[Param]:
             f"search.grace_epochs={search.grace_epochs} is more than trainer.epochs={epochs}; "
             "no trial could be stopped early: lower it or train longer"
         )
-    return parse_space(search.space, base)
+    params = parse_space(search.space, base)
+    if any(p.key == "trainer.epochs" for p in params):
+        raise ConfigError(
+            "search.space.trainer.epochs: ASHA stops trials at epoch boundaries up to trainer.epochs, "
+            "so every trial trains the same number of epochs; search other keys"
+        )
+    if search.default_first:
+        _check_default(params, base)
+    return params
+
+
+def _check_default(params: list[Param], base: dict) -> None:
+    """Trial 0 is the configuration's own values: each must exist and lie in its range or choices."""
+    for p, value in zip(params, default_point(params, base).values(), strict=True):
+        inside = (
+            value in p.values if p.kind == "choice" else isinstance(value, int | float) and p.low <= value <= p.high
+        )
+        if not inside:
+            raise ConfigError(
+                f"search.space.{p.key}: the configuration's own value {value!r} (trial 0) is outside "
+                f"the space; widen the space, set {p.key}, or set search.default_first=false"
+            )
 
 
 def apply(base: dict, point: dict) -> dict:
@@ -130,6 +151,6 @@ def default_point(params: list[Param], base: dict) -> dict:
     for p in params:
         node = base
         for part in p.key.split("."):
-            node = node[part]
-        out[p.key] = node
+            node = node.get(part) if isinstance(node, dict) else None
+        out[p.key] = node  # None: a free-form key the configuration does not set
     return out

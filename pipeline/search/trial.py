@@ -54,11 +54,11 @@ def run_trial(config: dict, base: dict, parent: str) -> None:
     trial_id = tune.get_context().get_trial_id()
     d = trial_config(base, dict(config), trial_id, parent)
     d["resume"] = _restored_checkpoint(tune.get_checkpoint(), d["output_dir"])
-    last_epoch, seen = base["trainer"]["epochs"], {}
+    seen: dict = {}
 
-    def on_epoch(epoch: int, val_accuracy: float, path: str, run_id: str) -> None:
+    def on_epoch(epoch: int, val_accuracy: float, path: str, run_id: str, last: bool) -> None:
         seen.update(val_accuracy=val_accuracy, run_id=run_id)
-        if epoch < last_epoch:
+        if not last:  # the last epoch is reported with the final test, below
             seen["stopped"] = _report(tune, {"val_accuracy": val_accuracy, "epoch": epoch, "run_id": run_id}, path)
             if seen["stopped"]:
                 raise StoppedEarly()

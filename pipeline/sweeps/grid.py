@@ -86,6 +86,14 @@ def set_key(tree: dict, dotted: str, value, where: str | None = None) -> None:
     node[leaf] = value
 
 
+class RerunToResume(KeyboardInterrupt):
+    """Ctrl-C in a sweep or a search: its parent run is KILLED; rerunning the same command resumes it."""
+
+    def __init__(self, what: str, parent: str):
+        super().__init__(f"{what} interrupted")
+        self.rerun = f"{what} interrupted; rerun the same command to resume it (parent run {parent})"
+
+
 def job_dir(root: str, parent_id: str, job: Job) -> str:
     return os.path.join(root, parent_id, re.sub(r"[^A-Za-z0-9_.=-]+", "_", job.key))
 
@@ -170,8 +178,7 @@ def run_sweep(cfg: RunConfig) -> dict:
             failed, stopped, files = _run_jobs(cfg, base, jobs, record, resumed)
             run.status = "KILLED" if stopped else ("FAILED" if failed else "FINISHED")
     except KeyboardInterrupt:
-        print(f"sweep interrupted; rerun the same command to resume (parent run {parent})", flush=True)
-        raise
+        raise RerunToResume(f"sweep {sw.name}", parent) from None
     return {
         "parent_run_id": parent,
         "jobs": len(jobs),

@@ -76,6 +76,41 @@ def test_asha_needs_epochs_to_stop_at_and_a_budget(tmp_path):
         _cfg(tmp_path, "search.trials=0")
 
 
+def test_trial_zero_must_lie_in_the_space_and_epochs_are_not_searched(tmp_path):
+    def check(*overrides, space):
+        raw = _raw(tmp_path, *overrides, space=space)
+        return check_search(load_config(raw).search, raw)
+
+    outside = {"trainer.lr": {"type": "uniform", "low": 0.2, "high": 0.3}}  # the default lr is 0.1
+    with pytest.raises(ConfigError, match="own value 0.1 .trial 0. is outside the space.*default_first=false"):
+        check(space=outside)
+    assert [p.key for p in check("search.default_first=false", space=outside)] == ["trainer.lr"]
+    unset = {"chip.hardware.slm_bits": {"type": "int", "low": 6, "high": 8}}  # a free-form key the config leaves unset
+    with pytest.raises(ConfigError, match="chip.hardware.slm_bits: the configuration's own value None"):
+        check(space=unset)
+    with pytest.raises(ConfigError, match="search.space.trainer.epochs: ASHA"):
+        check(space={"trainer.epochs": {"type": "int", "low": 2, "high": 4}})
+    with pytest.raises(ConfigError, match="search.name=ffm_lr_temperature and sweep.name=x"):
+        _cfg(tmp_path, "sweep.name=x", "sweep.seeds=[1]", "sweep.trainers=[ffm]")
+
+
+def test_the_report_survives_choices_of_any_type(tmp_path):
+    from pipeline.search import report
+
+    rows = [
+        {"number": i, "trial": f"t{i}", "status": "finished", "val_accuracy": v, "test_accuracy": v, "epochs": 2}
+        | {"trainer.train_amplitude": flag, "chip.only": only}
+        for i, (v, flag, only) in enumerate(
+            [(0.5, True, None), (0.7, False, "slm"), (0.6, True, "slm"), (0.2, False, None)]
+        )
+    ]
+    keys = ["trainer.train_amplitude", "chip.only"]
+    assert set(report.param_importances(rows, keys)) <= set(keys)
+    files = report.write_report(rows, keys, str(tmp_path / "report"), "t")
+    assert all(os.path.getsize(f) > 0 for f in files)
+    assert report.last_line(ValueError()) == "ValueError"
+
+
 def test_trials_are_placed_by_the_chips_they_hold(tmp_path):
     cfg = _cfg(tmp_path)  # one 1-CPU chip per trial
     assert concurrency(cfg, {"CPU": 2.0}) == 2
