@@ -235,9 +235,9 @@ def _as_sweep(args: list[str]) -> list[str]:
 
 def main() -> None:
     os.environ.setdefault("RAY_LOGGER_LEVEL", "warning")  # no INFO lines from ray.init around our one line
-    import logging
+    from pipeline.tracking.tracker import quiet_store_logs
 
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial ... tables": no action
+    quiet_store_logs()
     from pipeline.sweeps.multirun import is_multirun
 
     if is_multirun(sys.argv[1:]):

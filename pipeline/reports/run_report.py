@@ -89,6 +89,14 @@ def log_final_artifacts(sess, state, test: dict, figures) -> None:
             )
 
 
+def summary_accuracy(summary: dict) -> float:
+    """A run's test accuracy from its summary: the mean over its chips (the twin's for ``ideal``)."""
+    if summary["trainer"] == "ideal":
+        return float(summary["twin_test_accuracy"])
+    chips = [c["test_accuracy"] for c in summary["chips"].values()]
+    return float(sum(chips) / len(chips))
+
+
 def results_table(summary: dict) -> str:
     """The final test accuracy per chip and on the twin, as a markdown table (the run's description)."""
     lines = ["| tested on | test accuracy |", "|---|---|"]

@@ -26,7 +26,14 @@ from pipeline.run.actors import ChipSpec, ChipWorker, FaultPlan
 from pipeline.run.coordinator import SHARED, GroupId, Target, group_of, stage_group
 from pipeline.run.layer_pipeline import stage_layers
 from pipeline.run.rounds import FailurePolicy
-from pipeline.tracking.tracker import PARENT_TAG, MlflowTracker, NullTracker
+from pipeline.tracking.tracker import (
+    DESCRIPTION_TAG,
+    PARENT_TAG,
+    SOURCE_COMMIT_TAG,
+    SOURCE_NAME_TAG,
+    MlflowTracker,
+    NullTracker,
+)
 
 SPOOL_DIR = "tracking-spool"  # <output_dir>/tracking-spool: tracking calls not yet on the server
 TRAIN_ON = {TrainerKind.FFM: Target.CHIP, TrainerKind.INSILICO: Target.TWIN, TrainerKind.IDEAL: Target.TWIN}
@@ -343,7 +350,7 @@ def fingerprint(cfg: RunConfig) -> str:
 
 
 def run_description(cfg: RunConfig, results: str = "") -> str:
-    """The run's description in the UI (``mlflow.note.content``, markdown): the command that
+    """The run's description in the UI (markdown): the command that
     started it, what it trains, and (at the end) ``results``."""
     lines = [f"**{run_label(cfg)}**", ""]
     if cfg.tracking.command:
@@ -376,9 +383,9 @@ def run_tags(cfg: RunConfig) -> dict[str, str]:
     return {
         **cfg.tracking.tags,
         **nest,
-        "mlflow.source.git.commit": commit,  # MLflow's standard source tags: the UI shows them
-        "mlflow.source.name": "ffm-train",
-        "mlflow.note.content": run_description(cfg),
+        SOURCE_COMMIT_TAG: commit,
+        SOURCE_NAME_TAG: "ffm-train",
+        DESCRIPTION_TAG: run_description(cfg),
         "backend": cfg.chip.backend,
         "chips": str(cfg.topology.n_chips),
         "trainer": cfg.trainer.kind,

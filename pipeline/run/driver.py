@@ -327,7 +327,7 @@ def _finish(sess: Session, state: TrainState, wall_s: float) -> dict:
     )
     _write_outputs(sess.cfg.output_dir, summary, state)
     log_final_artifacts(sess, state, test, figures)
-    sess.tracker.set_tags({"mlflow.note.content": run_description(sess.cfg, results_table(summary))})
+    sess.tracker.set_description(run_description(sess.cfg, results_table(summary)))
     print_summary(summary, sess.tracker)
     return summary
 

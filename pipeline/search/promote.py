@@ -13,8 +13,9 @@ from __future__ import annotations
 import math
 import os
 
+from pipeline.reports.run_report import summary_accuracy
 from pipeline.search import report
-from pipeline.search.trial import trial_accuracy, trial_config
+from pipeline.search.trial import trial_config
 
 FRAMES = "rig/frames"  # the rig counters' suffix: round/, val_, test_, final_test_, startup/
 
@@ -25,9 +26,10 @@ def top_rows(rows: list[dict], k: int) -> list[dict]:
     return sorted(done, key=lambda r: (-r["val_accuracy"], r["number"]))[:k]
 
 
-def promote(promoted_base: dict, rows: list[dict], keys: list[str], parent: str, client) -> list[dict]:
+def promote(promoted_base: dict, rows: list[dict], keys: list[str], parent: str, record) -> list[dict]:
     """Train each of the top rows' configurations on the promoted chip (``promoted_base``: the
-    search's configuration composed with ``chip=<search.promote_chip>``, plain mapping); returns
+    search's configuration composed with ``chip=<search.promote_chip>``, plain mapping; ``record``
+    the search's :class:`pipeline.tracking.runs.SweepRecord`); returns
     one row per promoted run: the simulated ranking, the rig's test accuracy and frames spent."""
     import ray
 
@@ -47,8 +49,9 @@ def promote(promoted_base: dict, rows: list[dict], keys: list[str], parent: str,
         except Exception as exc:  # noqa: BLE001  (a failed promotion is recorded; the next one runs)
             out.append(_row(rank, row, keys, math.nan, math.nan, "", report.last_line(exc)))
             continue
-        frames = frames_spent(client, summary["run_id"])
-        out.append(_row(rank, row, keys, trial_accuracy(summary), frames, summary["run_id"], ""))
+        # every camera frame its rigs took: rounds, validations, tests, start-up calibrations
+        frames = record.metric_total(summary["run_id"], FRAMES)
+        out.append(_row(rank, row, keys, summary_accuracy(summary), frames, summary["run_id"], ""))
     return out
 
 
@@ -64,17 +67,6 @@ def _row(rank: int, row: dict, keys: list[str], rig_test: float, frames: float, 
         "run_id": run_id,
         "error": error,
     }
-
-
-def frames_spent(client, run_id: str) -> float:
-    """Every camera frame a run's rigs took: the sum of each ``*rig/frames`` metric's history
-    (rounds, validations, tests, start-up calibrations)."""
-    run = client.get_run(run_id)
-    total = 0.0
-    for key in run.data.metrics:
-        if key.endswith(FRAMES):
-            total += sum(m.value for m in client.get_metric_history(run_id, key))
-    return total
 
 
 def write_promotion(rows: list[dict], keys: list[str], out_dir: str) -> list[str]:

@@ -107,8 +107,7 @@ def run_search(cfg: RunConfig, promoted_cfg: RunConfig | None = None) -> dict:
     from pipeline.run.preflight import local_resources
 
     base = absolute_paths(dataclasses.asdict(cfg))
-    base["search"]["root"] = os.path.abspath(cfg.search.root)
-    promoted = _promoted_base(promoted_cfg, base)
+    promoted = absolute_paths(dataclasses.asdict(promoted_cfg)) if promoted_cfg else None
     params = _check(cfg, base, promoted)
     if cfg.cluster.kind == "local" and not ray.is_initialized():  # what it will hold, before it starts
         concurrency(cfg, {"CPU": cfg.cluster.num_cpus or os.cpu_count()} | local_resources(cfg), only_known=True)
@@ -137,14 +136,6 @@ def run_search(cfg: RunConfig, promoted_cfg: RunConfig | None = None) -> dict:
     }
 
 
-def _promoted_base(promoted_cfg: RunConfig | None, base: dict) -> dict | None:
-    if promoted_cfg is None:
-        return None
-    promoted = absolute_paths(dataclasses.asdict(promoted_cfg))
-    promoted["search"]["root"] = base["search"]["root"]
-    return promoted
-
-
 def _promote(cfg: RunConfig, promoted: dict | None, record, parent: str, rows: list[dict], params) -> list[dict]:
     """Re-run the best ``search.top_k`` on the promoted chip; the side-by-side table to the parent run."""
     if promoted is None or report.best_row(rows) is None:
@@ -152,15 +143,20 @@ def _promote(cfg: RunConfig, promoted: dict | None, record, parent: str, rows: l
     from pipeline.search.promote import promote, write_promotion
 
     keys = [p.key for p in params]
-    out = promote(promoted, rows, keys, parent, record.client)
+    out = promote(promoted, rows, keys, parent, record)
     files = write_promotion(out, keys, os.path.join(os.path.abspath(cfg.search.root), parent, "report"))
-    for path in files:
-        record.client.log_artifact(parent, path, "report")
+    record.log_files(parent, files, "report")
     for r in out:
         if math.isfinite(r["rig_frames"]):
-            record.client.log_metric(parent, f"promoted/{r['trial']}/test_accuracy", r["rig_test_accuracy"])
-            record.client.log_metric(parent, f"promoted/{r['trial']}/frames", r["rig_frames"])
-    print(open(files[1]).read(), flush=True)
+            record.log_metrics(
+                parent,
+                {
+                    f"promoted/{r['trial']}/test_accuracy": r["rig_test_accuracy"],
+                    f"promoted/{r['trial']}/frames": r["rig_frames"],
+                },
+            )
+    with open(files[1]) as f:
+        print(f.read(), flush=True)
     return out
 
 
@@ -285,15 +281,13 @@ def _finish(cfg: RunConfig, record: SweepRecord, parent: str, rows: list[dict], 
     keys = [p.key for p in params]
     out = os.path.join(os.path.abspath(cfg.search.root), parent, "report")
     files = report.write_report(rows, keys, out, f"{cfg.search.name} ({parent[:8]})")
-    client = record.client
-    for path in files:
-        client.log_artifact(parent, path, "report")
-    _close_orphans(client, parent, {r["run_id"] for r in rows})
+    record.log_files(parent, files, "report")
+    _close_orphans(record, parent, {r["run_id"] for r in rows})
     for r in rows:
         if r["run_id"]:
-            client.set_tag(r["run_id"], STATUS_TAG, r["status"])
+            record.set_tags(r["run_id"], {STATUS_TAG: r["status"]})
         if r["run_id"] and r["status"] == report.STOPPED:  # however Tune's stop reached the trial
-            client.set_terminated(r["run_id"], "KILLED")
+            record.close(r["run_id"], "KILLED")
     counts = {
         f"search/trials_{s.replace(' ', '_')}": sum(r["status"] == s for r in rows)
         for s in (report.FINISHED, report.STOPPED, report.FAILED)
@@ -305,22 +299,16 @@ def _finish(cfg: RunConfig, record: SweepRecord, parent: str, rows: list[dict], 
             "search/best_val_accuracy": best["val_accuracy"],
             "search/best_test_accuracy": best["test_accuracy"],
         }
-        for k in keys:
-            client.set_tag(parent, f"search.best.{k}", str(best[k]))
-        client.set_tag(parent, "search.best_trial", best["trial"])
-    for k, v in metrics.items():
-        client.log_metric(parent, k, float(v))
-    print(open(files[1]).read(), flush=True)
+        record.set_tags(parent, {f"search.best.{k}": best[k] for k in keys} | {"search.best_trial": best["trial"]})
+    record.log_metrics(parent, metrics)
+    print(report.markdown(rows, keys, f"{cfg.search.name} ({parent[:8]})"), flush=True)
     print(f"report: {out}", flush=True)
     return files
 
 
-def _close_orphans(client, parent: str, kept: set[str]) -> None:
+def _close_orphans(record: SweepRecord, parent: str, kept: set[str]) -> None:
     """Child runs a killed driver left RUNNING that no trial continued (a trial restarted from
     scratch opens a new run): KILLED, tagged as superseded."""
-    exp = client.get_run(parent).info.experiment_id
-    query = f"tags.mlflow.parentRunId = '{parent}' and attributes.status = 'RUNNING'"
-    for run in client.search_runs([exp], query, max_results=10000):
-        if run.info.run_id not in kept:
-            client.set_tag(run.info.run_id, STATUS_TAG, "superseded (the search was resumed)")
-            client.set_terminated(run.info.run_id, "KILLED")
+    for run_id in set(record.running_children(parent)) - kept:
+        record.set_tags(run_id, {STATUS_TAG: "superseded (the search was resumed)"})
+        record.close(run_id, "KILLED")

@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 
+from pipeline.reports.run_report import summary_accuracy
 from pipeline.search.space import apply
 
 CHECKPOINT = "latest.npz"
@@ -73,19 +74,11 @@ def run_trial(config: dict, base: dict, parent: str) -> None:
         {
             "val_accuracy": seen.get("val_accuracy", summary["best_val_accuracy"]),
             "best_val_accuracy": summary["best_val_accuracy"],
-            "test_accuracy": trial_accuracy(summary),
+            "test_accuracy": summary_accuracy(summary),
             "epoch": summary["epochs"],
             "run_id": summary["run_id"],
         }
     )
-
-
-def trial_accuracy(summary: dict) -> float:
-    """The trial's test accuracy: the mean over its chips (the twin's for ``ideal``)."""
-    if summary["trainer"] == "ideal":
-        return float(summary["twin_test_accuracy"])
-    chips = [c["test_accuracy"] for c in summary["chips"].values()]
-    return float(sum(chips) / len(chips))
 
 
 def _report(tune, metrics: dict, path: str) -> bool:

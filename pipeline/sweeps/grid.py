@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from optics.core import measurement
 from pipeline.config import ConfigError, RunConfig, load_config
+from pipeline.reports.run_report import summary_accuracy
 from pipeline.reports.sweep_report import report_sweep
 from pipeline.sweeps.keys import job_key, twin_point
 from pipeline.tracking.lifecycle import tracked_run
@@ -139,6 +140,7 @@ def absolute_paths(base: dict) -> dict:
         uri = "sqlite:///" + os.path.abspath(uri[len("sqlite:///") :])
     base["tracking"]["uri"] = uri
     base["sweep"]["root"] = os.path.abspath(base["sweep"]["root"])
+    base["search"]["root"] = os.path.abspath(base["search"]["root"])
     return base
 
 
@@ -234,8 +236,7 @@ def _schedule(
         try:
             summary = ray.get(ready[0])
             done.add(job.key)
-            accs = [c["test_accuracy"] for c in summary["chips"].values()]
-            acc = summary["twin_test_accuracy"] if job.trainer == "ideal" else sum(accs) / len(accs)
+            acc = summary_accuracy(summary)
             line = f"done {job.key}: test accuracy {acc:.3f} ({time.perf_counter() - t0:.0f} s)"
         except Exception as exc:  # noqa: BLE001  (a failed job is recorded; the sweep goes on)
             failed[job.key] = str(exc).strip().splitlines()[-1][:300]

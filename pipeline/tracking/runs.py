@@ -126,6 +126,28 @@ class SweepRecord:
         runs = self.client.search_runs([self.experiment_id], query, max_results=10000)
         return {r.data.tags["sweep.job"]: r.info.run_id for r in runs if "sweep.job" in r.data.tags}
 
+    def log_files(self, run_id: str, files: list[str], artifact_dir: str) -> None:
+        for path in files:
+            self.client.log_artifact(run_id, path, artifact_dir)
+
+    def set_tags(self, run_id: str, tags: dict) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, str(value))
+
+    def log_metrics(self, run_id: str, metrics: dict) -> None:
+        for key, value in metrics.items():
+            self.client.log_metric(run_id, key, float(value))
+
+    def running_children(self, parent_id: str) -> list[str]:
+        """Run ids of the parent's children still marked RUNNING."""
+        query = f"tags.mlflow.parentRunId = '{parent_id}' and attributes.status = 'RUNNING'"
+        return [r.info.run_id for r in self.client.search_runs([self.experiment_id], query, max_results=10000)]
+
+    def metric_total(self, run_id: str, suffix: str) -> float:
+        """The sum over every step of every metric of ``run_id`` whose key ends with ``suffix``."""
+        keys = [k for k in self.client.get_run(run_id).data.metrics if k.endswith(suffix)]
+        return float(sum(m.value for k in keys for m in self.client.get_metric_history(run_id, k)))
+
     def close(self, parent_id: str, status: str) -> None:
         self.client.set_terminated(parent_id, status)
 

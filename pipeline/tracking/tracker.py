@@ -37,6 +37,12 @@ from pipeline.tracking.server import (
 from pipeline.tracking.spool import Spool, SpoolBacklog, SpoolBusy
 
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's tag that nests a run under a parent (sweeps)
+# MLflow's standard tags the UI shows: the run's description (markdown) and its source
+DESCRIPTION_TAG, SOURCE_COMMIT_TAG, SOURCE_NAME_TAG = (
+    "mlflow.note.content",
+    "mlflow.source.git.commit",
+    "mlflow.source.name",
+)
 
 
 class NullTracker:
@@ -67,7 +73,7 @@ class NullTracker:
     def event(self, text: str) -> None:
         self.events.append(text)
 
-    def set_tags(self, tags: dict[str, str]) -> None: ...
+    def set_description(self, text: str) -> None: ...
     def end(self, status: str = "FINISHED") -> None: ...
     def probe(self, timeout_s: float = 5.0) -> None: ...
 
@@ -267,9 +273,9 @@ class MlflowTracker(NullTracker):
     def log_text(self, text: str, path: str) -> None:
         self._artifact(text.encode(), path)
 
-    def set_tags(self, tags: dict[str, str]) -> None:
-        """Spool tags (the run's description ``mlflow.note.content`` at the end, for one)."""
-        self._submit({"kind": "tags", "tags": {k: str(v) for k, v in tags.items()}})
+    def set_description(self, text: str) -> None:
+        """Spool the run's description (markdown, shown on its page in the UI)."""
+        self._submit({"kind": "tags", "tags": {DESCRIPTION_TAG: text}})
 
     def download(self, run_id: str, artifact_path: str, dst: str) -> str:
         """An artifact of a run (resume by run id: its checkpoint). What this spool folder still owes
@@ -322,3 +328,11 @@ def tracking_error_line(exc: BaseException, first_line: str) -> str | None:
     if isinstance(exc, MlflowException):
         return f"tracking: {first_line}; check MLFLOW_TRACKING_URI / tracking.uri, or run with tracking=none"
     return None
+
+
+def quiet_store_logs() -> None:
+    """MLflow's INFO lines when it creates a SQLite store ("Creating initial MLflow database
+    tables...") need no action: not on the console."""
+    import logging
+
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
