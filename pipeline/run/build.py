@@ -26,14 +26,8 @@ from pipeline.run.actors import ChipSpec, ChipWorker, FaultPlan
 from pipeline.run.coordinator import SHARED, GroupId, Target, group_of, stage_group
 from pipeline.run.layer_pipeline import stage_layers
 from pipeline.run.rounds import FailurePolicy
-from pipeline.tracking.tracker import (
-    DESCRIPTION_TAG,
-    PARENT_TAG,
-    SOURCE_COMMIT_TAG,
-    SOURCE_NAME_TAG,
-    MlflowTracker,
-    NullTracker,
-)
+from pipeline.tracking import tracker as tags
+from pipeline.tracking.tracker import MlflowTracker, NullTracker
 
 SPOOL_DIR = "tracking-spool"  # <output_dir>/tracking-spool: tracking calls not yet on the server
 TRAIN_ON = {TrainerKind.FFM: Target.CHIP, TrainerKind.INSILICO: Target.TWIN, TrainerKind.IDEAL: Target.TWIN}
@@ -379,13 +373,13 @@ def run_tags(cfg: RunConfig) -> dict[str, str]:
         )
     except (OSError, subprocess.SubprocessError):
         commit = "unknown"
-    nest = {PARENT_TAG: cfg.tracking.parent_run_id} if cfg.tracking.parent_run_id else {}
+    nest = {tags.PARENT_TAG: cfg.tracking.parent_run_id} if cfg.tracking.parent_run_id else {}
     return {
         **cfg.tracking.tags,
         **nest,
-        SOURCE_COMMIT_TAG: commit,
-        SOURCE_NAME_TAG: "ffm-train",
-        DESCRIPTION_TAG: run_description(cfg),
+        tags.SOURCE_COMMIT_TAG: commit,
+        tags.SOURCE_NAME_TAG: "ffm-train",
+        tags.DESCRIPTION_TAG: run_description(cfg),
         "backend": cfg.chip.backend,
         "chips": str(cfg.topology.n_chips),
         "trainer": cfg.trainer.kind,
