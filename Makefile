@@ -14,16 +14,23 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
 
+# --compile-bytecode: the environment's .pyc are written once here, so that every process (each
+# Ray worker included) imports Ray, MLflow and NumPy without compiling them, even where
+# PYTHONDONTWRITEBYTECODE is set; the project's own sources are compiled before each run.
 $(VENV)/.synced: $(UV) uv.lock pyproject.toml
-	$(UV) sync --frozen --python $(PYTHON) --extra pipeline --extra rig --extra server
+	$(UV) sync --frozen --compile-bytecode --python $(PYTHON) --extra pipeline --extra rig --extra server
 	touch $@
+
+BYTECODE = $(VENV)/bin/python -m compileall -q -j 0 optics pipeline
 
 setup: $(VENV)/.synced
 
 run: setup
+	@$(BYTECODE)
 	$(VENV)/bin/ffm-train
 
 test: setup
+	@$(BYTECODE)
 	$(VENV)/bin/python -m pytest
 
 lint: setup

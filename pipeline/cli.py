@@ -141,8 +141,8 @@ def _discard_if_empty(path: str) -> None:
         return
     shutil.rmtree(path, ignore_errors=True)
     parent = os.path.dirname(os.path.abspath(path))
-    try:  # outputs/<date>/ made for this run, and outputs/ itself, if now empty
-        for _ in range(2):
+    try:  # <paths.root>/runs/<date>/ made for this run, runs/ and the root itself, if now empty
+        for _ in range(3):
             if os.listdir(parent) or os.path.getctime(parent) < _STARTED - 1:
                 break
             os.rmdir(parent)
@@ -235,7 +235,7 @@ def _as_sweep(args: list[str]) -> list[str]:
 
 def main() -> None:
     os.environ.setdefault("RAY_LOGGER_LEVEL", "warning")  # no INFO lines from ray.init around our one line
-    from pipeline.tracking.tracker import quiet_store_logs
+    from pipeline.tracking.console import quiet_store_logs
 
     quiet_store_logs()
     from pipeline.sweeps.multirun import is_multirun

@@ -84,7 +84,7 @@ def section_keys(section: str) -> set[str] | None:
 def _mlflow(exc: BaseException) -> str | None:
     if "mlflow" not in sys.modules:  # not imported: the error is not MLflow's (and importing costs seconds)
         return None
-    from pipeline.tracking.tracker import tracking_error_line
+    from pipeline.tracking.console import tracking_error_line
 
     return tracking_error_line(exc, _first_line(exc))
 

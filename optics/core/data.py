@@ -61,12 +61,14 @@ def _split(images, labels, seed: int, val_fraction: float, test_fraction: float)
     return Split(make(np.sort(train)), make(np.sort(val)), make(np.sort(test)), int(labels.max()) + 1)
 
 
-def load_digits_split(seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2) -> Split:
-    """scikit-learn digits (values 0..16 scaled to [0, 1]), stratified and seeded."""
+def load_digits_split(seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2, per_class=None) -> Split:
+    """scikit-learn digits (values 0..16 scaled to [0, 1]), stratified and seeded; ``per_class``
+    as in :func:`load_idx`."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    return _split(d.images / 16.0, d.target.astype(np.int64), seed, val_fraction, test_fraction)
+    split = _split(d.images / 16.0, d.target.astype(np.int64), seed, val_fraction, test_fraction)
+    return keep_per_class(split, per_class)
 
 
 def encode_amplitude(images: np.ndarray, n: int, object_px: int, dtype=np.float32) -> np.ndarray:
@@ -219,11 +221,14 @@ def _find(folder: str, stem: str) -> str:
     raise ValueError(f"{stem}[.gz] not found in {folder}; put the MNIST/Fashion-MNIST IDX files there")
 
 
-def load_idx(folder: str, seed: int = 0, val_fraction: float = 0.1) -> Split:
+def load_idx(folder: str, seed: int = 0, val_fraction: float = 0.1, per_class=None) -> Split:
     """MNIST-format folder (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-...).
 
     The official test set is the test split; validation is a seeded stratified part of
     the training set. Sample ids: training 0..59999, test 60000.. (they key the noise).
+    ``per_class`` ``(train, eval)``: keep the first ``train`` samples of each class of the
+    training part and the first ``eval`` of each class of validation and test, in file order
+    (Xue et al. 2024 take 1,000 and 10 per class of Fashion-MNIST).
     """
     from sklearn.model_selection import train_test_split
 
@@ -240,4 +245,23 @@ def load_idx(folder: str, seed: int = 0, val_fraction: float = 0.1) -> Split:
     tr, va = np.sort(tr), np.sort(va)
     test_ids = len(yi) + np.arange(len(yt))
     n_classes = int(max(yi.max(), yt.max())) + 1
-    return Split(Dataset(xi[tr], yi[tr], tr), Dataset(xi[va], yi[va], va), Dataset(xt, yt, test_ids), n_classes)
+    split = Split(Dataset(xi[tr], yi[tr], tr), Dataset(xi[va], yi[va], va), Dataset(xt, yt, test_ids), n_classes)
+    return keep_per_class(split, per_class)
+
+
+def keep_per_class(split: Split, per_class=None) -> Split:
+    """``per_class`` ``(train, eval)``: the first ``train`` samples of each class of the training
+    part, the first ``eval`` of each class of validation and test (None: the split as it is)."""
+    if per_class is None:
+        return split
+    train_k, eval_k = (int(k) for k in per_class)
+    parts = (first_per_class(split.train, train_k), first_per_class(split.val, eval_k))
+    return Split(*parts, first_per_class(split.test, eval_k), split.n_classes)
+
+
+def first_per_class(ds: Dataset, k: int) -> Dataset:
+    """The first ``k`` samples of each class, in the dataset's order (all of a class with fewer)."""
+    keep = np.zeros(len(ds), dtype=bool)
+    for c in np.unique(ds.labels):
+        keep[np.flatnonzero(ds.labels == c)[:k]] = True
+    return Dataset(ds.images[keep], ds.labels[keep], ds.ids[keep])

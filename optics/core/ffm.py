@@ -24,22 +24,33 @@ import numpy as np
 from optics.core.backend import array_namespace
 from optics.core.chip import NoiseFreeOracle, OpticalChip
 from optics.core.detectors import Detectors, detector_scores, scores_transpose
-from optics.core.losses import LOSSES, mse_to_target, softmax_cross_entropy
+from optics.core.losses import LOSSES, mse_to_target, scaled_mse_to_pattern, softmax_cross_entropy
 from optics.core.measurement import PassKey
 from optics.core.validate import check_choice, check_positive
+
+LABEL_LOSSES = ("cross_entropy", "scaled_mse")  # losses whose targets are class labels (accuracy is counted)
 
 
 @dataclass(frozen=True)
 class Objective:
     """Loss on detected intensity. ``kind`` 'cross_entropy' (softmax of detector energies /
-    ``temperature``, targets are integer labels) or 'mse' (targets are intensity images)."""
+    ``temperature``, targets are integer labels), 'mse' (targets are intensity images) or
+    'scaled_mse' (targets are labels: MSE to the label's pattern, 1 on its detector region and 0
+    elsewhere, after a least-squares scale; :func:`optics.core.losses.scaled_mse_to_pattern`).
+
+    ``per_sample_grad_max`` (None: off): each sample's gradient of each layer is rescaled to this
+    maximum absolute value before the batch mean (Xue et al. 2024's deep network uses 0.02);
+    :func:`layer_gradients`."""
 
     kind: str = "cross_entropy"
     temperature: float = 0.003  # in units of the input power; ffm-train's trainer.temperature reads it
+    per_sample_grad_max: float | None = None  # radians^-1; ffm-train's trainer.per_sample_grad_max
 
     def __post_init__(self) -> None:
         check_choice("loss", self.kind, LOSSES)
         check_positive("temperature", self.temperature)
+        if self.per_sample_grad_max is not None:
+            check_positive("per_sample_grad_max", self.per_sample_grad_max)
 
     def __call__(self, intensity, targets, det: Detectors):
         """Returns ``(loss, dL/dI (B, n, n), scores (B, C))``."""
@@ -47,8 +58,20 @@ class Objective:
         if self.kind == "mse":
             loss, d_int = mse_to_target(intensity, targets)
             return loss, d_int, scores
+        if self.kind == "scaled_mse":
+            loss, d_int = scaled_mse_to_pattern(intensity, target_patterns(targets, det, intensity.dtype))
+            return loss, d_int, scores
         loss, d_scores, _ = softmax_cross_entropy(scores, targets, self.temperature)
         return loss, scores_transpose(d_scores, det), scores
+
+
+def target_patterns(labels, det: Detectors, dtype):
+    """(B, *plane) target intensity patterns: 1 on each label's detector region, 0 elsewhere."""
+    xp = array_namespace(det.masks)
+    labels = xp.asarray(labels)
+    onehot = xp.zeros((labels.shape[0], det.masks.shape[1]), dtype=dtype)
+    onehot[xp.arange(labels.shape[0]), labels] = 1
+    return scores_transpose(onehot, det).astype(dtype, copy=False)
 
 
 def error_field(d_intensity, output_field):
@@ -130,25 +153,26 @@ def forward_only_step(
     ``B_m`` samples ``L = sum_m (B_m / B) L_m`` and the gradients add the same way; noise is
     keyed per sample, so the step equals the whole-batch step up to float rounding.
     """
+
+    def one_pass(x, t, s):
+        return _one_pass_step(chip, x, t, objective, round_index, s)
+
+    return in_parts(one_pass, inputs, targets, samples, samples_per_pass)
+
+
+def in_parts(one_pass, inputs, targets, samples, samples_per_pass: int | None) -> StepResult:
+    """``one_pass(inputs, targets, samples) -> StepResult`` on the whole batch, or on parts of at most
+    ``samples_per_pass`` samples combined into the batch's step (the memory-lean mode)."""
     samples = tuple(int(s) for s in samples)
     if len(samples) != inputs.shape[0]:
         raise ValueError(f"samples has {len(samples)} ids for a batch of {inputs.shape[0]}")
     if samples_per_pass is not None and samples_per_pass < 1:
         raise ValueError(f"samples_per_pass must be >= 1, got {samples_per_pass}; or None for the whole batch")
     if samples_per_pass is None or samples_per_pass >= len(samples):
-        return _one_pass_step(chip, inputs, targets, objective, round_index, samples)
-    parts = [
-        _one_pass_step(
-            chip,
-            inputs[s : s + samples_per_pass],
-            targets[s : s + samples_per_pass],
-            objective,
-            round_index,
-            samples[s : s + samples_per_pass],
-        )
-        for s in range(0, len(samples), samples_per_pass)
-    ]
-    return _combine(parts)
+        return one_pass(inputs, targets, samples)
+    k = samples_per_pass
+    parts = range(0, len(samples), k)
+    return _combine([one_pass(inputs[s : s + k], targets[s : s + k], samples[s : s + k]) for s in parts])
 
 
 def _one_pass_step(chip, inputs, targets, objective, round_index, samples) -> StepResult:
@@ -182,9 +206,18 @@ def detector_error(chip: OpticalChip, taps, targets, objective: Objective):
     return loss, error_field(d_int.astype(be.real_dtype, copy=False), taps.output), scores
 
 
-def layer_gradients(chip: OpticalChip, data_fields, error_fields) -> dict[str, np.ndarray]:
-    """``{'phase': dL/dphi, ['amplitude': dL/dA]}`` of the chip's own layers (NumPy float64)."""
+def layer_gradients(chip: OpticalChip, data_fields, error_fields, per_sample_max=None) -> dict[str, np.ndarray]:
+    """``{'phase': dL/dphi, ['amplitude': dL/dA]}`` of the chip's own layers (NumPy float64).
+
+    ``per_sample_max`` (:attr:`Objective.per_sample_grad_max`): each sample's gradient of each
+    layer rescaled to that maximum before the batch mean (:func:`rescaled_sample_mean`)."""
     be = chip.backend
+    if per_sample_max is not None:
+        out = {"phase": rescaled_sample_mean(data_fields, error_fields, per_sample_max, "phase")}
+        if chip.amplitudes is not None:
+            amp = rescaled_sample_mean(data_fields, error_fields, per_sample_max, "amplitude", chip.amplitudes)
+            out["amplitude"] = amp
+        return {k: be.to_numpy(v).astype(np.float64) for k, v in out.items()}
     if chip.amplitudes is None:
         return {"phase": be.to_numpy(phase_gradient(data_fields, error_fields, be)).astype(np.float64)}
     prod = batch_product(data_fields, error_fields, be)  # shared by both gradients
@@ -192,6 +225,28 @@ def layer_gradients(chip: OpticalChip, data_fields, error_fields) -> dict[str, n
         "phase": be.to_numpy(-2.0 * prod.imag).astype(np.float64),
         "amplitude": be.to_numpy(2.0 * prod.real / chip.amplitudes).astype(np.float64),
     }
+
+
+def rescaled_sample_mean(u, eps, max_value: float, kind: str = "phase", amplitudes=None):
+    """``(1/B) sum_b c_lb g_lb`` with each sample's layer gradient rescaled to a maximum of ``max_value``.
+
+    ``g_lb = -2 Im(u_lb eps_lb)`` (``kind='phase'``) or ``2 Re(u_lb eps_lb) / A_l``
+    ('amplitude') for taps (L, B, *plane), and ``c_lb = max_value / max_p |g_lb|`` (0 for a
+    sample with no gradient). The rescale drops each sample's gradient norm, so it does not
+    depend on the loss's ``1/B``; a batch measured in parts combines to the same mean."""
+    xp = array_namespace(u)
+    n_layers, batch = u.shape[:2]
+    axes = tuple(range(1, u.ndim - 1))
+    out = None
+    for layer in range(n_layers):
+        prod = u[layer] * eps[layer]
+        g = -2.0 * prod.imag if kind == "phase" else 2.0 * prod.real / amplitudes[layer]
+        peak = xp.abs(g).max(axis=axes, keepdims=True)
+        g = g * xp.where(peak > 0, max_value / xp.where(peak > 0, peak, 1), 0)
+        if out is None:
+            out = xp.empty((n_layers,) + tuple(g.shape[1:]), dtype=g.dtype)
+        out[layer] = g.sum(axis=0) / batch
+    return out
 
 
 def true_gradient(chip: NoiseFreeOracle, inputs, targets, objective: Objective) -> StepResult:
@@ -203,10 +258,15 @@ def true_gradient(chip: NoiseFreeOracle, inputs, targets, objective: Objective) 
 
 
 def _result(chip, u, eps, loss, scores, targets, objective) -> StepResult:
-    grads = layer_gradients(chip, u, eps)
-    scores_np = chip.backend.to_numpy(scores).astype(np.float64)
+    grads = layer_gradients(chip, u, eps, objective.per_sample_grad_max)
+    return step_result(grads, loss, chip.backend.to_numpy(scores), targets, objective)
+
+
+def step_result(grads: dict, loss, scores, targets, objective: Objective) -> StepResult:
+    """A step's result from its layer gradients (:func:`layer_gradients`) and detector scores (B, C)."""
+    scores_np = np.asarray(scores, dtype=np.float64)
     correct = 0
-    if objective.kind == "cross_entropy":
+    if objective.kind in LABEL_LOSSES:
         correct = int((scores_np.argmax(axis=1) == np.asarray(targets)).sum())
     return StepResult(loss, scores_np.shape[0], correct, grads["phase"], grads.get("amplitude"), scores_np)
 

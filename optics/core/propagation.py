@@ -30,6 +30,8 @@ import numpy as np
 from optics.core.backend import Backend
 from optics.core.validate import check_finite, check_positive
 
+SPREAD_TOL_PX = 1e-6  # float rounding of a spread that is exactly n_pad / 2
+
 
 class SamplingWarning(UserWarning):
     """Padding is marginal for the light's lateral spread: expect a few % wrap-around."""
@@ -39,6 +41,44 @@ def spread_px(pitch: float, wavelength: float, distance: float) -> float:
     """Lateral spread per side in pixels, ``s = z tan(asin(lambda / (2 dx))) / dx``."""
     sin_max = min(wavelength / (2.0 * pitch), 1.0 - 1e-9)
     return abs(distance) * math.tan(math.asin(sin_max)) / pitch
+
+
+def band_limit(n_pad: int, pitch: float, wavelength: float, distance: float) -> float:
+    """The band limit ``f_lim = 1 / (lambda sqrt((2 z df)^2 + 1))``, cycles per metre, ``df = 1 / (n_pad dx)``."""
+    df = 1.0 / (n_pad * pitch)
+    return 1.0 / (wavelength * math.sqrt((2.0 * abs(distance) * df) ** 2 + 1.0))
+
+
+def band_limited_spread_px(n_pad: int, pitch: float, wavelength: float, distance: float) -> float:
+    """Lateral spread per side in pixels of the light the band-limited transfer function keeps.
+
+    The steepest kept direction has ``sin(theta) = lambda min(f_lim, 1 / (2 dx))``; where the band
+    limit binds, ``z tan(theta) = 1 / (2 df)``, so the spread is ``n_pad / 2`` pixels whatever
+    ``z``: a grid of ``2 n`` (``pad = n / 2``) never wraps the kept light onto the aperture."""
+    sin_max = min(wavelength * band_limit(n_pad, pitch, wavelength, distance), wavelength / (2.0 * pitch), 1.0 - 1e-9)
+    return abs(distance) * math.tan(math.asin(sin_max)) / pitch
+
+
+def band_limit_loss(n_pad: int, pitch: float, wavelength: float, distance: float, field=None) -> float:
+    """Fraction of the power the band limit drops in one hop.
+
+    ``field`` None: for a field with a flat spectrum on the padded grid (a pixel-random phase
+    mask), the fraction of propagating frequency cells outside ``|fx|, |fy| <= f_lim``. Given
+    fields (..., n, n) (NumPy), the fraction of their padded spectrum's power outside it."""
+    f = np.fft.fftfreq(n_pad, d=pitch)
+    f_lim = band_limit(n_pad, pitch, wavelength, distance)
+    propagating = (f[:, None] ** 2 + f[None, :] ** 2) < 1.0 / wavelength**2
+    keep = propagating & (np.abs(f[:, None]) <= f_lim) & (np.abs(f[None, :]) <= f_lim)
+    if field is None:
+        return float(1.0 - keep.sum() / max(int(propagating.sum()), 1))
+    u = np.asarray(field)
+    n = u.shape[-1]
+    o = (n_pad - n) // 2
+    padded = np.zeros(u.shape[:-2] + (n_pad, n_pad), dtype=np.complex128)
+    padded[..., o : o + n, o : o + n] = u
+    power = np.abs(np.fft.fft2(padded)) ** 2
+    total = float(power.sum())
+    return float(power[..., ~keep].sum() / total) if total > 0 else 0.0
 
 
 def next_fast_len(target: int) -> int:
@@ -71,29 +111,52 @@ def choose_padded_size(
 ) -> int:
     """FFT grid size for a propagation: automatic, or ``n + 2 pad`` when ``pad`` is given.
 
-    Automatic: the next FFT-friendly size ``>= n + s`` (``s/2`` per side). A given ``pad``
-    (pixels per side) below ``s/2`` warns (:class:`SamplingWarning`); below ``s/4`` the
-    output wraps around and is refused unless ``force=True``.
+    Automatic: the next FFT-friendly size ``>= n + s`` (``s/2`` per side) with ``s`` the full
+    bandwidth's spread (:func:`spread_px`). A given ``pad`` (pixels per side) is judged by the
+    spread of the light the band limit of its own grid keeps (:func:`effective_spread_px`):
+    below ``s/2`` it warns (:class:`SamplingWarning`); below ``s/4`` the output wraps around
+    and is refused unless ``force=True``.
     """
-    s = spread_px(pitch, wavelength, distance)
     if pad is None:
-        return next_fast_len(int(math.ceil(n + s)))
+        return next_fast_len(int(math.ceil(n + spread_px(pitch, wavelength, distance))))
     if pad < 0:
         raise ValueError(f"pad must be >= 0 pixels per side, got {pad}; or leave it unset for automatic")
-    if pad < s / 4 and not force:
+    s = effective_spread_px(n + 2 * pad, pitch, wavelength, distance)
+    if pad < s / 4 - SPREAD_TOL_PX and not force:
         raise ValueError(
             f"pad={pad} px per side aliases: light spreads {s:.1f} px per side over "
-            f"z={distance:g} m; use pad >= {math.ceil(s / 2)} (or pad=None for automatic, "
-            f"or force=True to accept wrap-around)"
+            f"z={distance:g} m inside the band limit; use pad >= {min_pad_px(n, pitch, wavelength, distance)} "
+            f"(or pad=None for automatic, or force=True to accept wrap-around)"
         )
-    if pad < s / 2:
+    if pad < s / 2 - SPREAD_TOL_PX:
         warnings.warn(
-            f"pad={pad} px per side is marginal (spread {s:.1f} px per side); "
-            f"pad >= {math.ceil(s / 2)} avoids wrap-around",
+            f"pad={pad} px per side is marginal (spread {s:.1f} px per side inside the band limit); "
+            f"pad >= {min_pad_px(n, pitch, wavelength, distance)} avoids wrap-around",
             SamplingWarning,
             stacklevel=3,
         )
     return n + 2 * pad
+
+
+def effective_spread_px(n_pad: int, pitch: float, wavelength: float, distance: float) -> float:
+    """Spread per side of the light a grid of ``n_pad`` keeps: the full bandwidth's
+    (:func:`spread_px`) or the band limit's (:func:`band_limited_spread_px`), whichever is smaller."""
+    full = spread_px(pitch, wavelength, distance)
+    return min(full, band_limited_spread_px(n_pad, pitch, wavelength, distance))
+
+
+def min_pad_px(n: int, pitch: float, wavelength: float, distance: float) -> int:
+    """The smallest padding per side that keeps the spread inside the band limit from wrapping,
+    ``pad >= s(n + 2 pad) / 2`` (at most the full bandwidth's ``ceil(s / 2)``)."""
+    need = math.ceil(spread_px(pitch, wavelength, distance) / 2)
+    lo = 0
+    while lo < need:  # s grows with the grid, pad - s/2 too: bisect on the monotone condition
+        mid = (lo + need) // 2
+        if mid >= effective_spread_px(n + 2 * mid, pitch, wavelength, distance) / 2 - SPREAD_TOL_PX:
+            need = mid
+        else:
+            lo = mid + 1
+    return need
 
 
 def transfer_function(

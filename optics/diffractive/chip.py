@@ -9,12 +9,18 @@ The simulated chip's imperfections (:mod:`optics.diffractive.imperfections`) are
 code sees only what a camera would. ``reveal()`` hands them out for post-hoc analysis,
 and ``true_gradient`` (a simulator-only oracle) gives the exact gradient with respect to
 the phases the chip realises, for the gradient-fidelity diagnostic.
+
+``activation`` (:mod:`optics.core.activations`): a digital function applied to the fields
+arriving at layers 2..L, which needs measured layers to act between (a reload chip,
+:mod:`optics.diffractive.reload`); its twin and oracle include it (:mod:`optics.diffractive.nonlinear`).
+Each error pass crosses it at the points of the chip's latest data pass of the same kind.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from optics.core.activations import Activation, ActivationTrace
 from optics.core.backend import Backend, get_backend
 from optics.core.camera import Camera
 from optics.core.measurement import (
@@ -27,7 +33,7 @@ from optics.core.measurement import (
 )
 from optics.core.propagation import Propagator, check_field, make_propagator
 from optics.core.taps import Taps
-from optics.diffractive import donn, reload
+from optics.diffractive import donn, nonlinear, reload
 from optics.diffractive.detectors import make_detectors
 from optics.diffractive.geometry import Geometry
 from optics.diffractive.imperfections import HardwareSpec, HiddenState, draw_hidden_state, shift_map, slm_response
@@ -38,9 +44,17 @@ class _DiffractiveBase:
     """Shared programming and checks: builds transmissions from commanded parameters."""
 
     def __init__(
-        self, geometry: Geometry, backend: Backend | None, props: list[Propagator | None], input_cache: int = 0
+        self,
+        geometry: Geometry,
+        backend: Backend | None,
+        props: list[Propagator | None],
+        input_cache: int = 0,
+        activation: Activation | None = None,
     ):
         self.geometry = geometry
+        self.activation = activation if activation is not None and activation.active else None
+        # the points of the latest data pass (measured or twin: "pass"; the oracle's: "true")
+        self._traces = {k: ActivationTrace(self.activation) for k in ("pass", "true")} if self.activation else {}
         self.relay_input = props[0] is None
         self.backend = backend or get_backend()
         self.props = props
@@ -57,16 +71,28 @@ class _DiffractiveBase:
             else None
         )
 
-    def _data_pass(self, x) -> Taps:
-        """The data pass on prepared (complex, illuminated) inputs, ``P_0 x`` from the cache when it holds it."""
-        cache = self._input_cache
-        if cache is None:
-            return donn.data_pass(x, self.transmissions, self.props)
-        first, keys = cache.lookup(x)
-        if first is None:
-            first = donn.first_hop(x, self.props)
-            cache.store(x, first, keys)
+    def _data_pass(self, x, trace: ActivationTrace | None = None) -> Taps:
+        """The data pass on prepared (complex, illuminated) inputs, ``P_0 x`` from the cache when it
+        holds it; with ``trace``, through the activation (its points kept there)."""
+        cache, first = self._input_cache, None
+        if cache is not None:
+            first, keys = cache.lookup(x)
+            if first is None:
+                first = donn.first_hop(x, self.props)
+                cache.store(x, first, keys)
+        if trace is not None:
+            return nonlinear.data_pass(x, self.transmissions, self.props, trace, first=first)
         return donn.data_pass(x, self.transmissions, self.props, first=first)
+
+    def _trace(self, kind: str = "pass") -> ActivationTrace | None:
+        """The activation trace of ``kind`` ("pass", "true", or "once": a fresh one), None without an activation."""
+        if self.activation is None:
+            return None
+        return self._traces[kind] if kind in self._traces else ActivationTrace(self.activation)
+
+    def _exact_error_pass(self, error, to_input: bool, kind: str) -> Taps:
+        """``P^T`` error pass through this object's optics (across the activation at the ``kind`` trace)."""
+        return nonlinear.exact_error_pass(error, self.transmissions, self.props, self._trace(kind), to_input)
 
     def program(self, phases, amplitudes=None) -> None:
         """Write commanded phases (L, n, n) radians and optional amplitudes (L, n, n) in (0, 1]."""
@@ -109,10 +135,16 @@ class DigitalTwin(_DiffractiveBase):
     ``relay_input=True``: the input field is imaged onto layer 1 (no ``P_0``), as for a chip
     fed by the previous chip of a layer pipeline. ``input_cache``: hold ``P_0 x`` of up to
     that many samples (see :class:`InputPlaneCache`; 0, the default, holds none).
+    ``activation``: the chip's digital activation between layers (module docstring).
     """
 
     def __init__(
-        self, geometry: Geometry, backend: Backend | None = None, relay_input: bool = False, input_cache: int = 0
+        self,
+        geometry: Geometry,
+        backend: Backend | None = None,
+        relay_input: bool = False,
+        input_cache: int = 0,
+        activation: Activation | None = None,
     ):
         backend = backend or get_backend()
         prop = make_propagator(
@@ -124,17 +156,20 @@ class DigitalTwin(_DiffractiveBase):
             pad=geometry.pad,
             force=geometry.force_padding,
         )
-        super().__init__(geometry, backend, [None if relay_input else prop] + [prop] * geometry.n_layers, input_cache)
+        props = [None if relay_input else prop] + [prop] * geometry.n_layers
+        super().__init__(geometry, backend, props, input_cache, activation)
 
     def data_pass(self, inputs, key: PassKey | None = None) -> Taps:
-        return self._data_pass(self._inputs(inputs))
+        return self._data_pass(self._inputs(inputs), self._trace())
 
     def error_pass(self, error, key: PassKey | None = None, to_input: bool = False) -> Taps:
         """Exact reverse-mode pass ``P^T`` (equal to the forward-only pass: free space is symmetric)."""
         check_field("error", error, self.geometry.n)
-        return donn.error_pass(error, self.transmissions, self.props, transpose=True, to_input=to_input)
+        return self._exact_error_pass(error, to_input, "pass")
 
     def infer(self, inputs, key: PassKey | None = None):
+        if self.activation is not None:
+            return self._data_pass(self._inputs(inputs), self._trace("once")).intensity
         y = donn.output_field(self._inputs(inputs), self.transmissions, self.props)
         return (y * y.conj()).real
 
@@ -145,6 +180,7 @@ class DigitalTwin(_DiffractiveBase):
             "dtype": np.dtype(self.backend.complex_dtype).name,
             "n_pad": self.props[-1].n_pad,
             "relay_input": self.relay_input,
+            **nonlinear.describe(self.activation),
             **self.geometry.__dict__,
         }
 
@@ -153,7 +189,8 @@ class SimulatedChip(_DiffractiveBase):
     """A "physical" chip with hidden imperfections drawn from ``seed`` and noisy cameras.
 
     ``input_cache``: hold the light arriving at layer 1 for up to that many samples (the
-    input plane does not depend on the phases; see :class:`InputPlaneCache`)."""
+    input plane does not depend on the phases; see :class:`InputPlaneCache`). ``activation``:
+    applied to the measured fields between layers (reload measurement model only)."""
 
     def __init__(
         self,
@@ -164,6 +201,7 @@ class SimulatedChip(_DiffractiveBase):
         backend: Backend | None = None,
         relay_input: bool = False,
         input_cache: int = 0,
+        activation: Activation | None = None,
     ):
         backend = backend or get_backend()
         self.seed = int(seed)
@@ -185,7 +223,12 @@ class SimulatedChip(_DiffractiveBase):
         self._illumination = backend.asarray(self._hidden.illumination, backend.real_dtype)
         if relay_input:  # fed by a previous chip's output plane: no laser, no P_0
             props[0] = None
-        super().__init__(geometry, backend, props, input_cache)
+        if activation is not None and activation.active and not self.reloads:
+            raise ValueError(
+                f"activation={activation.kind} needs measured layers to act between; "
+                "use the reload measurement model (MeasurementSpec(model='reload'))"
+            )
+        super().__init__(geometry, backend, props, input_cache, activation)
 
     def _hops(self, backend: Backend, g: Geometry) -> list:
         """``P_0 .. P_L`` with the hidden spacings, tilts and registration shifts (minus any correction)."""
@@ -265,8 +308,10 @@ class SimulatedChip(_DiffractiveBase):
 
         return measure, key
 
-    def _reload_data_pass(self, inputs, key: PassKey) -> Taps:
+    def _reload_data_pass(self, inputs, key: PassKey, trace: ActivationTrace | None = None) -> Taps:
         measure, key = self._reload_camera(key)
+        if trace is not None:
+            trace.clear()
         load = reload.loader_levels(self._hidden.quant_step, self.backend)
         taps = reload.data_pass(
             self._illuminated(inputs),
@@ -277,6 +322,7 @@ class SimulatedChip(_DiffractiveBase):
             load,
             Tap.DETECTOR,
             self.backend,
+            None if trace is None else trace.forward,
         )
         y, sent = taps.output, taps.intensity
         intensity = measure_intensity((y * y.conj()).real / sent, self.measurement, key, self.backend) * sent
@@ -285,7 +331,7 @@ class SimulatedChip(_DiffractiveBase):
     def data_pass(self, inputs, key: PassKey) -> Taps:
         """Measured taps ``u_1..u_L``, detector field and detector intensity."""
         if self.reloads:
-            return self._reload_data_pass(inputs, key)
+            return self._reload_data_pass(inputs, key, self._trace())
         taps = self._data_pass(self._illuminated(inputs))
         measured = [(taps.fields[layer], layer) for layer in range(taps.fields.shape[0])]
         intensity = self.camera.data_pass_taps(key, measured + [(taps.output, Tap.DETECTOR)], taps.intensity)
@@ -298,8 +344,10 @@ class SimulatedChip(_DiffractiveBase):
             measure, _ = self._reload_camera(key)
             load = reload.loader_levels(self._hidden.quant_step, self.backend)
             first = self._flat_slm() if self.hardware.time_multiplexed else None
+            between = nonlinear.reload_between(self._trace(), self._commanded_transmissions)
+            be = self.backend
             return reload.error_pass(
-                error, self.transmissions, self.props, measure, load, Tap.INPUT_ERROR, self.backend, to_input, first
+                error, self.transmissions, self.props, measure, load, Tap.INPUT_ERROR, be, to_input, first, between
             )
         taps = donn.error_pass(error, self.transmissions, self.props, transpose=False, to_input=to_input)
         measured = [(taps.fields[layer], layer) for layer in range(taps.fields.shape[0])]
@@ -310,17 +358,17 @@ class SimulatedChip(_DiffractiveBase):
 
     def infer(self, inputs, key: PassKey):
         if self.reloads:
-            return self._reload_data_pass(inputs, key).intensity
+            return self._reload_data_pass(inputs, key, self._trace("once")).intensity
         y = donn.output_field(self._illuminated(inputs), self.transmissions, self.props)
         return self.camera.detected(key, (y * y.conj()).real)
 
     def true_data_pass(self, inputs) -> Taps:
-        """Noise-free data pass (simulator-only oracle)."""
-        return self._data_pass(self._illuminated(inputs))
+        """Noise-free data pass (simulator-only oracle), through the activation if any."""
+        return self._data_pass(self._illuminated(inputs), self._trace("true"))
 
     def true_error_pass(self, error, to_input: bool = False) -> Taps:
         """Exact reverse-mode pass through this chip's actual optics, ``P^T`` (oracle)."""
-        return donn.error_pass(error, self.transmissions, self.props, transpose=True, to_input=to_input)
+        return self._exact_error_pass(error, to_input, "true")
 
     def reveal(self) -> HiddenState:
         """The hidden imperfections, for analysis after training (never for training)."""
@@ -337,5 +385,6 @@ class SimulatedChip(_DiffractiveBase):
             "symmetric": all(p.symmetric for p in self.props if p),
             "relay_input": self.relay_input,
             "measurement_model": getattr(self.measurement, "model", "monitors"),
+            **nonlinear.describe(self.activation),
             **self.geometry.__dict__,
         }

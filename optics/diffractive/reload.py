@@ -21,6 +21,19 @@ starting from the error field (no layer multiplies the first error hop).
 
 Noise keys: the field arriving at layer ``l`` is keyed by tap ``l``; the detector field by
 ``Tap.DETECTOR``; an error pass's field at the input plane by ``Tap.INPUT_ERROR``.
+
+**A digital activation between hops** (``between``; :mod:`optics.core.activations`). The rig
+may map each measured field arriving at layers 2..L through ``f`` before reloading it, so
+``u_hat_l = t_l^cmd f(a_hat_l)``. The error pass then crosses ``f``'s transpose digitally at
+the measured points ``a_hat_l``: what it needs after layer ``l`` is ``J_l^T(t_l eps_hat_l)``,
+but ``t_l`` acts *before* ``J_l^T``, which does not commute with it (its ``conj(eps)`` term).
+The rig applies the mask it knows, crosses ``J_l^T``, and divides the mask out again, loading
+
+    E_l = J_l^T(t_l^cmd eps_hat_l) / t_l^cmd
+
+so that the layer's SLM multiplies ``t_l`` back optically: exact when the realised
+transmission equals the commanded one, and for ``f`` the identity the same hops as without
+an activation (the chip's ``between`` callbacks; ``None``: no activation, nothing changes).
 """
 
 from __future__ import annotations
@@ -34,6 +47,8 @@ from optics.core.taps import Taps
 #: ``measure(field, tap, power)``: the camera of one hop, measuring ``field`` (B, n, n) in place,
 #: sent with ``power`` (B, 1, 1) in normalised units
 Measure = Callable[..., None]
+#: ``between(layer, field)``: what a hop loads, from the field measured at 0-based ``layer``
+Between = Callable[[int, object], object]
 
 
 def loader_levels(quant_step_rad: float, backend):
@@ -73,17 +88,22 @@ def _shot(loaded, mult, prop, measure: Measure, tap, backend):
     return out
 
 
-def data_pass(inputs, realised, commanded, props, measure: Measure, load, detector_tap, backend) -> Taps:
+def data_pass(
+    inputs, realised, commanded, props, measure: Measure, load, detector_tap, backend, between: Between | None = None
+) -> Taps:
     """The reload data pass of ``inputs`` (B, n, n) through L layers (``realised``/``commanded``
     (L, n, n) transmissions, ``props`` ``P_0 .. P_L`` with ``P_0 = None`` for a relay-fed
     chip). Returns the taps ``u_hat_l``, the measured detector field and its ``power`` (B, 1, 1)
-    as ``intensity`` (the caller measures the detected intensity)."""
+    as ``intensity`` (the caller measures the detected intensity). ``between(layer, a)``: the
+    field loaded for 0-based ``layer >= 1`` from the measured ``a`` (an activation)."""
     xp = backend.xp
     n_layers = realised.shape[0]
     a = inputs if props[0] is None else _shot(inputs, None, props[0], measure, 0, backend)
     fields = xp.empty((n_layers,) + tuple(inputs.shape), dtype=backend.complex_dtype)
     sent_power = None
     for layer in range(n_layers):
+        if between is not None and layer > 0:
+            a = between(layer, a)
         fields[layer] = commanded[layer] * a
         sent = realised[layer] * load(a)
         sent_power = power(sent, backend)
@@ -95,19 +115,31 @@ def data_pass(inputs, realised, commanded, props, measure: Measure, load, detect
 
 
 def error_pass(
-    error, realised, props, measure: Measure, load, input_tap, backend, to_input: bool = False, first=None
+    error,
+    realised,
+    props,
+    measure: Measure,
+    load,
+    input_tap,
+    backend,
+    to_input: bool = False,
+    first=None,
+    between: Between | None = None,
 ) -> Taps:
     """The reload error pass of ``error`` (B, n, n): forward through the same hops, layer order
     reversed. Returns ``eps_hat_1 .. eps_hat_L`` and, with ``to_input``, the error at the input
     plane (measured through ``P_0``, or ``t_1 eps_hat_1`` for a relay-fed chip). ``first``: what
     the first hop's light crosses besides free space (a time-multiplexed rig's one SLM, showing
-    no design phase: its screen; None: nothing, the error is shown at the output plane)."""
+    no design phase: its screen; None: nothing, the error is shown at the output plane).
+    ``between(layer, eps)``: the field loaded for the hop through 0-based ``layer >= 1`` from
+    the measured error ``eps`` arriving there (``E_l`` of the module docstring)."""
     xp = backend.xp
     n_layers = realised.shape[0]
     fields = xp.empty((n_layers,) + tuple(error.shape), dtype=backend.complex_dtype)
     fields[n_layers - 1] = _shot(load(error), first, props[n_layers], measure, n_layers - 1, backend)
     for layer in range(n_layers - 1, 0, -1):
-        fields[layer - 1] = _shot(load(fields[layer]), realised[layer], props[layer], measure, layer - 1, backend)
+        src = fields[layer] if between is None else between(layer, fields[layer])
+        fields[layer - 1] = _shot(load(src), realised[layer], props[layer], measure, layer - 1, backend)
     at_input = None
     if to_input and props[0] is None:
         at_input = fields[0] * realised[0]

@@ -27,8 +27,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from optics.core.activations import ACTIVATIONS, Activation
 from optics.core.data import Split
 from optics.core.measurement import MeasurementSpec
+from optics.core.validate import check_choice, check_positive
 
 
 class PhaseLayout(enum.StrEnum):
@@ -61,6 +63,8 @@ class ChipKnobs(Protocol):
     pad: int | None
     only: str | None
     options: dict
+    activation: str  # none | saturable_phase | kerr (optics.core.activations.ACTIVATIONS)
+    activation_intensity: float  # its intensity scale, in units of a unit-power field's mean intensity
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,7 @@ class ChipSpec:
     samples_per_pass: int | None = None  # memory-lean: at most this many samples per pass (None: the shard)
     kind: str | None = None  # the chip system (None: the one whose geometry this is)
     rig: RigSpec | None = None  # the physical rig this chip drives (None: a simulated chip)
+    activation: Activation | None = None  # between measured layers (systems with ``activations``); None: none
 
 
 class ChipSystem(Protocol):
@@ -196,6 +201,40 @@ def no_options(kind: str, options: dict) -> None:
         raise ValueError(f"chip.options: chip={kind} takes no options, got {sorted(options)}")
 
 
+def takes_activation(system: ChipSystem) -> bool:
+    """Whether the system's chips can apply ``chip.activation`` between measured layers
+    (``system.activations``; a system without the attribute cannot)."""
+    return bool(getattr(system, "activations", False))
+
+
+def with_activation(system: ChipSystem, specs: tuple[ChipSpec, ...], knobs: ChipKnobs, topology: str) -> tuple:
+    """``specs`` with ``chip.activation`` (its scale from units of the mean intensity ``1/n^2`` of a
+    unit-power field to the field's own), or as they are for ``none``. ValueError (one line naming
+    the key) where there are no measured layers to act between: a system without ``activations``,
+    the monitors measurement model, or a layer pipeline's relay between chips."""
+    kind = check_choice("chip.activation", knobs.activation, ACTIVATIONS)
+    scale = check_positive("chip.activation_intensity", knobs.activation_intensity)
+    if kind == "none":
+        return specs
+    if not takes_activation(system):
+        raise ValueError(
+            f"chip.activation={kind} needs measured layers to act between, which chip={system.kind} has not; "
+            "use chip=diffractive with chip.measurement.model=reload, or chip=rig_sim"
+        )
+    model = specs[0].measurement.model
+    if model != "reload":
+        raise ValueError(
+            f"chip.activation={kind} needs measured layers to act between; chip.measurement.model={model} has "
+            "none (light goes from layer to layer): set chip.measurement.model=reload"
+        )
+    if topology == "pipeline":
+        raise ValueError(
+            f"chip.activation={kind} acts inside one chip; topology=pipeline relays fields between chips "
+            "without it: use topology=single, data_parallel or width"
+        )
+    return tuple(replace(s, activation=Activation(kind, scale / s.geometry.n**2)) for s in specs)
+
+
 # -- the optional answers of systems that drive hardware (a simulated system has none) ------------
 
 
@@ -241,3 +280,10 @@ def faults_of(system: ChipSystem) -> tuple[type[BaseException], ...]:
 def with_address(spec: ChipSpec, address: str) -> ChipSpec:
     """``spec`` bound to the rig server at ``address``."""
     return replace(spec, rig=replace(spec.rig, address=address))
+
+
+def twin_of(system: ChipSystem, spec: ChipSpec, backend: Callable[[], Any]):
+    """The digital twin of ``spec`` alone (the logged model's inference): ``system.make_twin``
+    where building the chip needs hardware (a rig), else the twin ``make_chips`` builds."""
+    make_twin = getattr(system, "make_twin", None)
+    return make_twin(spec, backend) if make_twin is not None else system.make_chips(spec, backend)[1]

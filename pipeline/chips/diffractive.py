@@ -12,7 +12,7 @@ from optics.diffractive.imperfections import HardwareSpec
 from pipeline.chips.base import ChipSpec, Design, InitialPhases, Inputs, PhaseLayout, no_options, unsupported_topology
 from pipeline.chips.diffractive_grid import check_grid
 
-GEOMETRIES = {"reference": Geometry.reference, "small": Geometry.small}
+GEOMETRIES = {"reference": Geometry.reference, "small": Geometry.small, "xue2024": Geometry.xue2024}
 # chip.only=<group>: keep this group of imperfection knobs at its level-1 value, zero the rest
 IMPERFECTION_GROUPS = {
     "distance": ("distance_error_m",),
@@ -45,11 +45,12 @@ class Diffractive:
     layout = PhaseLayout.PLANES
     topologies = ("single", "data_parallel", "pipeline", "width")
     calibrates_registration = True
+    activations = True  # chip.activation between measured layers (the reload measurement model)
     resources: dict = {}  # no custom Ray resources beyond chip.resources
     faults: tuple = ()  # no hardware faults: every error is the chip's own
 
     def _geometry(self, knobs, n_classes: int) -> Geometry:
-        keys = ("n", "n_layers", "distance", "pad")
+        keys = ("n", "n_layers", "distance", "pad", "detector_layout")
         overrides = {k: getattr(knobs, k) for k in keys if getattr(knobs, k) is not None}
         try:
             return GEOMETRIES[knobs.geometry](n_classes=n_classes, **overrides)
@@ -68,10 +69,12 @@ class Diffractive:
         return split
 
     def make_chips(self, spec, backend, relay_input: bool = False) -> tuple:
-        g = spec.geometry
+        g, act = spec.geometry, spec.activation
         return (
-            SimulatedChip(g, spec.hardware, spec.measurement, spec.seed, backend(), relay_input=relay_input),
-            DigitalTwin(g, backend(), relay_input=relay_input),
+            SimulatedChip(
+                g, spec.hardware, spec.measurement, spec.seed, backend(), relay_input=relay_input, activation=act
+            ),
+            DigitalTwin(g, backend(), relay_input=relay_input, activation=act),
         )
 
     def calibrate(self, chip, twin):

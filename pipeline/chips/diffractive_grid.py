@@ -5,14 +5,21 @@ the fix (the caller raises them as configuration errors)."""
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
 
-from optics.core.propagation import SamplingWarning, choose_padded_size, spread_px
+from optics.core.propagation import (
+    SamplingWarning,
+    band_limit,
+    band_limit_loss,
+    choose_padded_size,
+    effective_spread_px,
+    min_pad_px,
+)
 from optics.diffractive.geometry import Geometry
 from optics.diffractive.imperfections import draw_hidden_state
+from pipeline.chips.diffractive_cost import cost_notes
 
 MAX_PADDED_PX = 16384  # a 16384^2 complex64 field is 2 GiB: beyond any chip's budget
 GIB = 1024**3
@@ -27,16 +34,17 @@ def chip_bytes(g: Geometry, n_pad: int, batch: int, itemsize: int, threads: int)
 
 
 def check_grid(spec, batch: int, memory_bytes: float | None) -> list[str]:
-    """The chip's propagation grid and memory; returns its sampling warnings as lines."""
+    """The chip's propagation grid and memory; returns its sampling warnings, the band limit's
+    dropped power and (the xue2024 geometry) the projected cost as lines."""
     g = spec.geometry
     n_pad, caught = _padded_size(spec, g)
-    notes = [f"chip {spec.index}: {w.message}" for w in caught]
     if n_pad > MAX_PADDED_PX:
         raise ValueError(
             f"chip: the propagation grid would be {n_pad} x {n_pad} px (n={g.n}, distance="
             f"{g.distance:g} m, pitch={g.pitch:g} m); at most {MAX_PADDED_PX}: lower chip.distance "
             "or chip.n, or set chip.pad"
         )
+    notes = [f"chip {spec.index}: {w.message}" for w in caught] + band_limit_notes(g, n_pad)  # grid checked first
     itemsize = 16 if spec.precision == "complex128" else 8
     need = chip_bytes(g, n_pad, spec.samples_per_pass or batch, itemsize, spec.fft_threads or 1)
     if memory_bytes and need > memory_bytes:
@@ -46,7 +54,7 @@ def check_grid(spec, batch: int, memory_bytes: float | None) -> list[str]:
             f"{memory_bytes / GIB:.1f} GiB; lower trainer.batch_size, set chip.samples_per_pass, "
             "or lower chip.n / chip.distance"
         )
-    return notes
+    return notes + cost_notes(spec, n_pad)
 
 
 def _padded_size(spec, g: Geometry) -> tuple[int, list]:
@@ -68,11 +76,26 @@ def _padded_size(spec, g: Geometry) -> tuple[int, list]:
         try:
             n_pad = choose_padded_size(g.n, g.pitch, g.wavelength, z, pad=g.pad, force=g.force_padding)
         except ValueError:
-            spread = spread_px(g.pitch, g.wavelength, z)
-            need = math.ceil(spread / 2)
+            spread = effective_spread_px(g.n + 2 * g.pad, g.pitch, g.wavelength, z)
+            need = min_pad_px(g.n, g.pitch, g.wavelength, z)
             raise ValueError(
-                f"chip.pad={g.pad} px per side aliases (light spreads {spread:.1f} px per side over "
-                f"z={z:.3g} m, chip {spec.index}); use chip.pad >= {need}, or chip.pad=null for "
-                "automatic padding"
+                f"chip.pad={g.pad} px per side aliases (light spreads {spread:.1f} px per side inside the "
+                f"band limit over z={z:.3g} m, chip {spec.index}); use chip.pad >= {need}, or chip.pad=null "
+                "for automatic padding"
             ) from None
     return n_pad, [w for w in caught if issubclass(w.category, SamplingWarning)]
+
+
+def band_limit_notes(g: Geometry, n_pad: int) -> list[str]:
+    """A note when the grid's band limit drops light the grid could carry: the band it keeps and
+    the fraction of a flat spectrum's power (a pixel-random phase mask) it drops per hop."""
+    f_lim, f_grid = band_limit(n_pad, g.pitch, g.wavelength, g.distance), 1.0 / (2.0 * g.pitch)
+    if f_lim >= f_grid:
+        return []
+    lost = band_limit_loss(n_pad, g.pitch, g.wavelength, g.distance)
+    return [
+        f"the band limit of the {n_pad} x {n_pad} px grid keeps |fx|, |fy| <= {f_lim * 1e-3:.1f} cycles/mm of "
+        f"the {f_grid * 1e-3:.1f} the {g.pitch * 1e6:g} um pitch carries: a field with a flat spectrum loses "
+        f"{100 * lost:.1f}% of its power per hop (smooth fields far less; band-limited angular spectrum, "
+        "docs/design.md section 2.2)"
+    ]

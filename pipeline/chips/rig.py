@@ -38,6 +38,7 @@ class Rig(Diffractive):
     kind = "rig"
     topologies = ("single", "data_parallel")  # one rig per chip; a rig is never a stage of another
     calibrates_registration = False  # a rig calibrates itself (reference, exposure, registration) at start
+    activations = False  # its driver (optics.rig.chip) reloads fields without a digital activation
     resources = {"optical_chip": 1.0}  # what a node wired to a rig advertises (deploy/)
     faults = (RigFault,)
 
@@ -178,6 +179,10 @@ class Rig(Diffractive):
         chip = RigChip(g, self._connect(spec), spec.rig.settings, backend())
         chip.calibrate(twin)
         return chip, twin
+
+    def make_twin(self, spec, backend):
+        """The twin alone, no rig connection (the logged model's inference)."""
+        return DigitalTwin(spec.geometry, backend(), relay_input=True)
 
     def calibrate(self, chip, twin):
         raise ValueError(f"chip={self.kind} calibrates itself when it starts; set chip.calibrate_registration=false")

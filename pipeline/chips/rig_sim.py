@@ -31,6 +31,6 @@ class SimulatedRig(Diffractive):
         return 1
 
     def make_chips(self, spec, backend, relay_input: bool = False) -> tuple:
-        g = spec.geometry
-        chip = SimulatedChip(g, spec.hardware, spec.measurement, spec.seed, backend(), relay_input=True)
-        return chip, DigitalTwin(g, backend(), relay_input=True)
+        g, act = spec.geometry, spec.activation
+        chip = SimulatedChip(g, spec.hardware, spec.measurement, spec.seed, backend(), relay_input=True, activation=act)
+        return chip, DigitalTwin(g, backend(), relay_input=True, activation=act)

@@ -16,7 +16,9 @@ import types
 import typing
 from typing import Any
 
+from optics.core.activations import ACTIVATIONS
 from optics.core.optim import OPTIMIZERS
+from optics.diffractive.geometry import DETECTOR_LAYOUTS
 from optics.mesh.layout import ARRANGEMENTS
 from optics.resonators.exceptional import METHODS
 from optics.rig.holography import Scheme
@@ -54,9 +56,11 @@ CHOICES = {
     "chip.kind": tuple(chips.CHIPS),
     "chip.arrangement": ARRANGEMENTS,
     "chip.geometry": tuple(GEOMETRIES),
+    "chip.detector_layout": DETECTOR_LAYOUTS,
     "chip.backend": ("numpy", "cupy"),
     "chip.precision": ("complex64", "complex128"),
     "chip.fft_planner": ("estimate", "measure"),
+    "chip.activation": ACTIVATIONS,
     "task.name": ("digits", "idx", "iris"),
     "trainer.kind": tuple(TrainerKind),
     "trainer.optimizer": OPTIMIZERS,
@@ -64,7 +68,8 @@ CHOICES = {
     "topology.kind": tuple(TopologyKind),
     "tracking.kind": ("mlflow", "none"),
     "cluster.kind": ("local", "address"),
-    "study.kind": ("focusing", "exceptional_point"),
+    "study.kind": ("focusing", "exceptional_point", "nlos"),
+    "study.nlos.precision": ("complex64", "complex128"),
     "cluster.on_chip_failure": ("fail", "drop"),
     "study.focusing.loss": FOCUS_LOSSES,
     "study.exceptional_point.method": METHODS,
@@ -78,11 +83,22 @@ POSITIVE = {
     "study.focusing.pso_iterations",
     "study.exceptional_point.lr",
     "study.exceptional_point.steps",
+    "study.nlos.ffm_steps",
+    "study.nlos.lr",
+    "study.nlos.record_every",
+    "study.nlos.zernike_modes",
+    "study.nlos.sa_step_rad",
+    "study.nlos.ridge_repeats",
+    "study.nlos.ridge_alpha",
+    "study.nlos.test_scenes",
+    "study.nlos.camera_fps",
+    "study.nlos.fast_camera_fps",
     "trainer.epochs",
     "trainer.batch_size",
     "trainer.eval_batch_size",
     "trainer.lr",
     "trainer.temperature",
+    "trainer.per_sample_grad_max",
     "topology.n_chips",
     "topology.microbatches",
     "cluster.round_timeout_s",
@@ -97,6 +113,7 @@ POSITIVE = {
     "trainer.max_rounds",
     "chip.fft_threads",
     "chip.samples_per_pass",
+    "chip.activation_intensity",
     "cluster.num_cpus",
     "rig.averaging",
     "rig.camera_oversample",

@@ -39,6 +39,12 @@ def check_relations(cfg: RunConfig) -> None:
         raise ConfigError("cluster.address must be set for cluster=address (e.g. cluster.address=ray://head:10001)")
     if cfg.trainer.masks_from and cfg.trainer.kind != "insilico":
         raise ConfigError("trainer.masks_from deploys trained masks: use it with trainer=insilico")
+    if cfg.trainer.kind == TrainerKind.PAT and cfg.topology.kind == "pipeline":
+        raise ConfigError(
+            "trainer.kind=pat runs each chip's backward pass through its twin from the chip's own output; "
+            "use it with topology=single, data_parallel or width, not pipeline"
+        )
+    _check_per_sample(cfg)
     _check_sweep(cfg.sweep)
     if cfg.search.name and (cfg.sweep.name or cfg.study.kind):
         other = f"sweep.name={cfg.sweep.name}" if cfg.sweep.name else f"study.kind={cfg.study.kind}"
@@ -47,7 +53,7 @@ def check_relations(cfg: RunConfig) -> None:
             "run the search and the sweep (or -m) as separate commands"
         )
     _check_rig(cfg)
-    for name in ("focusing", "exceptional_point"):
+    for name in ("focusing", "exceptional_point", "nlos"):
         _check_seeds(f"study.{name}.seeds", getattr(cfg.study, name).seeds)
     if cfg.topology.kind == "pipeline" and cfg.cluster.on_chip_failure == "drop":
         raise ConfigError(
@@ -95,6 +101,33 @@ def _check_seeds(key: str, seeds: list) -> None:
             raise ConfigError(f"{key} must list integers >= 0, got {s!r} in {list(seeds)!r}")
 
 
+def _check_per_class(task: TaskConfig) -> None:
+    """task.per_class: [train, eval] positive counts, for an image task."""
+    pc = task.per_class
+    if pc is None:
+        return
+    if task.name in FEATURE_TASKS:
+        raise ConfigError(f"task.per_class applies to image tasks (idx, digits), not task={task.name}; remove it")
+    if len(pc) != 2 or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in pc):
+        raise ConfigError(f"task.per_class must be [train, eval], two positive integers (e.g. [1000, 10]), got {pc!r}")
+
+
+def _check_per_sample(cfg: RunConfig) -> None:
+    """trainer.per_sample_grad_max rescales each sample's whole-network layer gradients: one chip holds
+    every layer (not topology=pipeline) and a sample is one field per layer (an image chip)."""
+    if cfg.trainer.per_sample_grad_max is None:
+        return
+    if cfg.topology.kind == "pipeline":
+        raise ConfigError(
+            "trainer.per_sample_grad_max does not apply to topology=pipeline; use topology=single or data_parallel"
+        )
+    if cfg.chip.kind in chips.feature_kinds():
+        raise ConfigError(
+            f"trainer.per_sample_grad_max applies to image chips, not chip={cfg.chip.kind} (a sample's taps "
+            "are not one field per layer); set trainer.per_sample_grad_max=null"
+        )
+
+
 def _check_task(task: TaskConfig, chip: ChipConfig) -> None:
     for key in ("val_fraction", "test_fraction"):
         value = getattr(task, key)
@@ -113,6 +146,7 @@ def _check_task(task: TaskConfig, chip: ChipConfig) -> None:
         )
     if task.name == "idx" and not task.data_dir:
         raise ConfigError("task.data_dir must name a folder of IDX files for task=idx")
+    _check_per_class(task)
 
 
 def n_features(task: TaskConfig) -> int:

@@ -20,6 +20,7 @@ class ConfigError(ValueError):
 
 class TrainerKind(enum.StrEnum):
     FFM = "ffm"  # fully forward mode: data and error passes on the chips
+    PAT = "pat"  # physics-aware training: data pass and loss on the chips, error pass through the twin
     INSILICO = "insilico"  # backprop through the twin, deploy on the chips
     IDEAL = "ideal"  # train and test on the twin (the upper bound)
 
@@ -33,21 +34,25 @@ class TopologyKind(enum.StrEnum):
 
 class Loss(enum.StrEnum):
     CROSS_ENTROPY = "cross_entropy"
+    SCALED_MSE = "scaled_mse"  # MSE to the label's detector pattern after a least-squares scale (Xue et al. 2024)
 
 
 @dataclass
 class ChipConfig:
     kind: str = "diffractive"  # a chip system of pipeline.chips.CHIPS (diffractive | mzi | rig)
-    geometry: str = "reference"  # diffractive: reference | small
+    geometry: str = "reference"  # diffractive: reference | small | xue2024
     n_modes: int | None = None  # mzi: modes (None: the task's features + 1 reference mode)
     arrangement: str = "double"  # mzi: double (reflective, M = A^T R A, FFM-exact) | single
     n: int | None = None  # overrides of the named geometry
     n_layers: int | None = None
     distance: float | None = None
     pad: int | None = None
+    detector_layout: str | None = None  # diffractive: rows | xue2024 (None: the named geometry's)
     level: float = 1.0  # scales every imperfection and the noise
     hardware: dict = field(default_factory=dict)  # HardwareSpec knobs (each scaled by level)
     measurement: dict = field(default_factory=dict)  # MeasurementSpec knobs
+    activation: str = "none"  # between measured layers (reload model): none | saturable_phase | kerr
+    activation_intensity: float = 20.0  # its intensity scale, in units of a unit-power field's mean (1/n^2)
     backend: str = "numpy"
     precision: str = "complex64"
     fft_threads: int | None = None
@@ -115,6 +120,7 @@ class TaskConfig:
     name: str = "digits"  # digits | idx | iris
     features: int = 15  # mzi chips: PCA components of an image task (iris: its 4)
     data_dir: str | None = None  # folder of MNIST-format IDX files (task=idx)
+    per_class: list | None = None  # image tasks: keep the first [train, eval] samples of each class (val, test: eval)
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     split_seed: int = 0
@@ -122,7 +128,7 @@ class TaskConfig:
 
 @dataclass
 class TrainerConfig:
-    kind: str = "ffm"  # ffm | insilico | ideal
+    kind: str = "ffm"  # ffm | pat | insilico | ideal
     epochs: int = 4
     batch_size: int = 32  # global batch, split across chips
     eval_batch_size: int = 128
@@ -132,6 +138,7 @@ class TrainerConfig:
     loss: str = Objective.kind
     temperature: float = Objective.temperature
     train_amplitude: bool = False
+    per_sample_grad_max: float | None = None  # rescale each sample's layer gradient to this max before the batch mean
     fidelity_every: int = 10  # rounds between gradient-fidelity checks (0: never)
     max_rounds: int | None = None  # stop early (debug and smoke runs)
     masks_from: str | None = None  # insilico: deploy these trained phases (phases.npz), no training
@@ -158,6 +165,9 @@ class TrackingConfig:
     probe_timeout_s: float = 10.0  # before anything starts: is the tracking server there?
     tags: dict = field(default_factory=dict)  # extra run tags (sweeps: the job key)
     command: str | None = None  # the command line that started the run (ffm-train sets it): the run description
+    log_model: bool = True  # the trained masks on the twin as an MLflow model (runs:/<id>/model)
+    register_model: str | None = None  # also register that model under this name (a new version per run)
+    system_metrics_s: float = 5.0  # sample the coordinator host's CPU, memory, network every so often (0: off)
 
 
 @dataclass
@@ -188,7 +198,7 @@ class SweepConfig:
 
     name: str | None = None  # None: not a sweep, one training run
     seeds: list = field(default_factory=list)  # each seed: shuffling seed and chip instance
-    trainers: list = field(default_factory=list)  # ideal | insilico | ffm (insilico reuses ideal's masks)
+    trainers: list = field(default_factory=list)  # ideal | insilico | pat | ffm (insilico reuses ideal's masks)
     axes: dict = field(default_factory=dict)  # dotted config key -> list of values (a grid)
     max_parallel: int | None = None  # jobs at once (None: cluster CPUs / CPUs per job)
     resume: str = "auto"  # auto (same sweep, unfinished parent) | never | <parent run id>
@@ -247,12 +257,40 @@ class ExceptionalPointConfig:
 
 
 @dataclass
+class NLOSConfig:
+    """experiment=nlos: imaging hidden objects through a scattering wall (pipeline.studies.nlos)."""
+
+    scene: dict = field(default_factory=dict)  # optics.scattering.nlos.NLOSSpec knobs; wall: MediumSpec knobs
+    seeds: list = field(default_factory=lambda: [1, 2, 3])  # one hidden wall per seed, one actor each
+    precision: str = "complex64"  # complex64 | complex128
+    ffm_steps: int = 300  # 9 scenes x 2 camera frames per step
+    lr: float = 0.05  # Adam, radians per step
+    record_every: int = 10  # steps between noise-free SSIM evaluations (the curve)
+    zernike_modes: int = 28  # simulated annealing's modes (Noll 2..29)
+    sa_step_rad: float = 0.1  # annealing's proposal, radians rms per mode (0.03-1 tried: 0.03-0.1 best)
+    ridge_repeats: int = 4  # noisy frames per training scene for the ridge reconstruction
+    ridge_alpha: float = 0.01
+    test_scenes: int = 8  # unseen scenes of 5 and of 7 objects each
+    digits: bool = True  # classify hidden digits from the frames
+    camera_fps: float = 42.0  # the stated camera (Taichi-II's) for the frame rate
+    fast_camera_fps: float = 1000.0  # a high-speed camera: the all-optical imager's rate with it
+
+
+@dataclass
 class StudyConfig:
     """Non-classification studies run by :mod:`pipeline.studies.runner` instead of training rounds."""
 
-    kind: str | None = None  # None | focusing | exceptional_point
+    kind: str | None = None  # None | focusing | exceptional_point | nlos
     focusing: FocusingConfig = field(default_factory=FocusingConfig)
     exceptional_point: ExceptionalPointConfig = field(default_factory=ExceptionalPointConfig)
+    nlos: NLOSConfig = field(default_factory=NLOSConfig)
+
+
+@dataclass
+class PathsConfig:
+    """Where everything a run generates goes (all of it ignored by git)."""
+
+    root: str = "outputs"  # runs/<date>/<time>, sweeps/, search/, reports/, mlflow.db and mlruns/
 
 
 @dataclass
@@ -268,8 +306,9 @@ class RunConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     rig: RigConfig = field(default_factory=RigConfig)  # chip=rig: the rig each chip drives
+    paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 0
     checkpoint_every: int = 20
     resume: str | None = None  # checkpoint .npz or MLflow run id
     vars: dict = field(default_factory=dict)  # free values experiment files interpolate
-    output_dir: str | None = None  # None: outputs/<date_time> (Hydra: its run folder)
+    output_dir: str | None = None  # None: <paths.root>/runs/<date>/<time> (Hydra: its run folder)

@@ -21,7 +21,7 @@ import os
 import sys
 
 from pipeline.tracking.runs import log_report, read_runs
-from pipeline.tracking.server import default_uri
+from pipeline.tracking.server import DEFAULT_ROOT, default_uri
 
 KEYS = [
     "samples_per_s",
@@ -140,11 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--uri", default=default_uri(), help="tracking URI (default: $MLFLOW_TRACKING_URI or the local store)"
     )
-    p.add_argument("--out", default=None, help="output folder (default: reports/<study>[/<run id>])")
+    p.add_argument("--out", default=None, help="output folder (default: outputs/reports/<study>[/<run id>])")
     args = p.parse_args(argv)
     if args.study == "sweep":
         return _sweep(args)
-    args.out = args.out or "reports/scaling"
+    args.out = args.out or os.path.join(DEFAULT_ROOT, "reports", "scaling")
     try:
         runs = [r for r in read_runs(args.uri, args.experiment, KEYS) if "topology.kind" in r["params"]]
     except ValueError as exc:
@@ -170,7 +170,8 @@ def _sweep(args) -> int:
         )
         return 2
     try:
-        files = report_sweep(args.uri, args.run_id, args.out or os.path.join("reports", "sweep", args.run_id))
+        out = args.out or os.path.join(DEFAULT_ROOT, "reports", "sweep", args.run_id)
+        files = report_sweep(args.uri, args.run_id, out)
     except ValueError as exc:
         print(f"ffm-report: error: {exc}", file=sys.stderr)
         return 2

@@ -4,9 +4,16 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import os
+import tempfile
+
+import numpy as np
 
 from pipeline.chips import system_of
+from pipeline.reports import figures
+from pipeline.reports.hidden import hidden_params, images_of
 
 # MLflow params each training job logs from its plan (:func:`plan_params`); reports read these
 # instead of rebuilding a chip from config strings
@@ -59,34 +66,90 @@ def _fields(spec) -> dict:
     return {f.name: v for f in dataclasses.fields(spec) if (v := getattr(spec, f.name)) is not None}
 
 
-def log_final_artifacts(sess, state, test: dict, figures) -> None:
-    """Resolved config, phases, pictures, and each chip's hidden imperfections."""
-    tr, cfg = sess.tracker, sess.cfg
+def log_final_artifacts(sess, state, test: dict) -> None:
+    """Resolved config, phases (and the twin model), pictures, and each chip's hidden imperfections
+    (an .npz, params ``hidden.<chip>.*`` and a figure)."""
+    tr, cfg, geometry = sess.tracker, sess.cfg, sess.plan.geometry
     tr.log_text(json.dumps(dataclasses.asdict(cfg), indent=2), "config/resolved.json")
     tr.log_arrays(
         "phases/final_phases.npz", {f"{g}/{k}": v for g, p in state.best_params.items() for k, v in p.items()}
     )
-    for name, arrays in sess.topo.reveal(state.alive).items():
+    revealed = sess.topo.reveal(state.alive)
+    for name, arrays in revealed.items():
         tr.log_arrays(f"hidden/{name}_imperfections.npz", arrays)
+        tr.log_params(hidden_params(name, arrays, getattr(geometry, "distance", None)))
+    if cfg.tracking.log_model:
+        log_twin_model(sess, state)
     tr.log_text("\n".join(tr.events) + "\n", "events.txt")
-    if not cfg.tracking.log_images:
-        return
+    if cfg.tracking.log_images:
+        _log_figures(sess, state, test, revealed)
+
+
+def _log_figures(sess, state, test: dict, revealed: dict) -> None:
+    tr, pitch = sess.tracker, getattr(sess.plan.geometry, "pitch", None)
     for g, p in state.best_params.items():
-        tr.log_figure(
-            figures.phase_masks(p["phase"], f"phase masks ({g})", sess.plan.layout), f"figures/phase_masks_{g}.png"
-        )
-    tr.log_figure(figures.learning_curves(sess.history, cfg.trainer.kind), "figures/learning_curves.png")
+        title = f"trained phase masks ({g})"
+        tr.log_figure(figures.phase_masks(p["phase"], title, sess.plan.layout, pitch), f"figures/phase_masks_{g}.png")
+    curves = figures.learning_curves(sess.history, f"learning curves: {sess.cfg.trainer.kind} training")
+    tr.log_figure(curves, "figures/learning_curves.png")
+    for name, arrays in revealed.items():
+        if maps := images_of(arrays):
+            title = f"{name}: hidden imperfections (not seen in training)"
+            tr.log_figure(figures.hidden_maps(maps, title, pitch), f"figures/hidden_{name}.png")
     regions = sess.topo.detector_regions(state.alive)
+    labels = sess.split.test.labels if sess.split is not None else None
     for name, r in test.items():
         tr.log_figure(
-            figures.confusion_matrix(r.confusion, f"{name}: test {r.accuracy:.3f}"),
+            figures.confusion_matrix(r.confusion, f"{name}: test accuracy {r.accuracy:.3f}"),
             f"figures/confusion_{name}.png",
         )
         if r.examples is not None and regions is not None:
-            tr.log_figure(
-                figures.detector_images(r.examples, regions, f"{name}: detected intensity"),
-                f"figures/detector_examples_{name}.png",
+            title = f"{name}: detected intensity of the first test samples"
+            fig = figures.detector_images(r.examples, regions, title, labels, pitch)
+            tr.log_figure(fig, f"figures/detector_examples_{name}.png")
+
+
+def log_epoch_images(sess, state) -> None:
+    """The phases at the end of each epoch as images ``phase_masks_<group>`` at step = epochs done."""
+    if sess.cfg.tracking.log_images:
+        for g, p in state.params.items():
+            sess.tracker.log_image(
+                f"phase_masks_{g}", figures.phase_image(p["phase"], sess.plan.layout), state.epoch + 1
             )
+
+
+def log_twin_model(sess, state) -> None:
+    """The best phases on the digital twin as an MLflow model (``runs:/<id>/model``), for runs
+    whose chips share one set of masks."""
+    if len(state.best_params) != 1 or sess.tracker.run_id is None:
+        return
+    from pipeline.tracking.twin_model import save_twin_model
+
+    (phases,) = state.best_params.values()
+    with tempfile.TemporaryDirectory() as tmp:
+        model = save_twin_model(os.path.join(tmp, "model"), sess.plan.chips[0], dict(phases))
+        sess.tracker.log_model(model, sess.cfg.tracking.register_model)
+
+
+def dataset_input(cfg, split) -> dict:
+    """The task's split as an MLflow dataset input: name, a digest of its arrays, where it came
+    from, and its sizes (the Datasets panel of the run page)."""
+    h = hashlib.sha256()
+    for part in (split.train, split.val, split.test):
+        for arr in (part.ids, part.labels, part.images):
+            h.update(np.ascontiguousarray(arr).view(np.uint8))
+    t = cfg.task
+    source = os.path.abspath(t.data_dir) if t.data_dir else f"ffm-optics task={t.name}"
+    profile = {"train": len(split.train), "val": len(split.val), "test": len(split.test), "classes": split.n_classes}
+    profile |= {"val_fraction": t.val_fraction, "test_fraction": t.test_fraction, "split_seed": t.split_seed}
+    return {
+        "name": t.name,
+        "digest": h.hexdigest()[:16],
+        "source_type": "local" if t.data_dir else "code",
+        "source": json.dumps({"uri": source}),
+        "profile": json.dumps(profile),
+        "context": "training",
+    }
 
 
 def summary_accuracy(summary: dict) -> float:

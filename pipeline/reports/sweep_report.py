@@ -19,7 +19,7 @@ from pipeline.reports.photon_report import AXIS, add_photon_columns
 from pipeline.sweeps.keys import parse_key, twin_point
 from pipeline.tracking.runs import log_run_files, read_runs
 
-TRAINERS = ("ideal", "insilico", "ffm")
+TRAINERS = ("ideal", "insilico", "pat", "ffm")
 
 
 def job_accuracy(run: dict) -> float:
@@ -127,7 +127,7 @@ def _cell(col: str, value) -> str:
 
 def _plot(rows: list[dict], axes: list[str], path: str, title: str) -> None:
     """Accuracy against the first axis per trainer (other axes in the label); a second panel
-    with the FFM gradient fidelity when the runs measured it."""
+    with the gradient fidelity (FFM, PAT) when the runs measured it."""
     import matplotlib.pyplot as plt
 
     from pipeline.reports import figures  # noqa: F401  (selects the Agg backend)
@@ -141,16 +141,17 @@ def _plot(rows: list[dict], axes: list[str], path: str, title: str) -> None:
     x_of = (lambda r: float(r[x_axis]) if numeric else labels.index(r[x_axis])) if x_axis else (lambda r: 0)
     fidelity = {k: v for k, v in series.items() if any(np.isfinite(r["fidelity_cosine"]) for r in v)}
     fig, panels = plt.subplots(1, 2 if fidelity else 1, figsize=(11 if fidelity else 6.4, 4.2), squeeze=False)
-    ax = panels[0][0]
+    ax, colour = panels[0][0], {label: f"C{i}" for i, label in enumerate(series)}  # one colour per series
     for label, pts in series.items():
         xs = [x_of(r) for r in pts]
-        ax.plot(xs, [r["mean"] for r in pts], marker="o", label=label)
-        ax.fill_between(xs, [r["min"] for r in pts], [r["max"] for r in pts], alpha=0.2)
+        ax.plot(xs, [r["mean"] for r in pts], marker="o", label=label, color=colour[label])
+        ax.fill_between(xs, [r["min"] for r in pts], [r["max"] for r in pts], alpha=0.2, color=colour[label])
     ax.set_ylabel("test accuracy (mean, min-max over seeds)")
     for label, pts in fidelity.items():
-        panels[0][1].plot([x_of(r) for r in pts], [r["fidelity_cosine"] for r in pts], marker="o", label=label)
+        ys = [r["fidelity_cosine"] for r in pts]
+        panels[0][1].plot([x_of(r) for r in pts], ys, marker="o", label=label, color=colour[label])
     if fidelity:
-        panels[0][1].set_ylabel("FFM gradient fidelity (cosine to the true gradient)")
+        panels[0][1].set_ylabel("gradient fidelity (cosine to the true gradient)")
     for ax in panels[0]:
         _x_axis(ax, x_axis, labels, numeric)
         ax.grid(alpha=0.3)

@@ -2,9 +2,10 @@
 
 :mod:`pipeline.run.build` turns it into a Ray actor with the chip's resources. One coarse
 call per chip per round (:meth:`ChipWorker.run_round`): program the phases if they
-changed, run the data and error passes over this chip's shard, return the gradient and
-metrics. The chip is built inside the worker from typed specs, never in the driver, and
-the dataset arrives through Ray's object store, so a chip host needs no local files.
+changed, run the round's step over this chip's shard (FFM's data and error passes, or PAT's
+data pass with the twin's error pass), return the gradient and metrics. The chip is built
+inside the worker from typed specs, never in the driver, and the dataset arrives through
+Ray's object store, so a chip host needs no local files.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from optics.core import ffm
+from optics.core import ffm, pat
 from optics.core.backend import get_backend
 from optics.core.chip import NoiseFreeOracle
 from optics.core.data import Split
@@ -25,7 +26,8 @@ from optics.core.detectors import detector_scores
 from optics.core.measurement import PassKey
 from pipeline.chips import ChipSpec, ChipSystem, system_of
 from pipeline.chips.base import faults_of
-from pipeline.run.coordinator import EvalResult, RoundResult, Target
+from pipeline.run.coordinator import EvalResult, RoundResult, Step, Target
+from pipeline.run.dataset import resolve_split
 
 
 class ChipFault(RuntimeError):
@@ -122,7 +124,7 @@ class ChipWorker:
 
     def __init__(self, spec: ChipSpec, split: Split, objective: ffm.Objective, fault: FaultPlan = NO_FAULTS):
         self.spec = spec
-        self.split = split
+        self.split = resolve_split(split)  # the split, or its holder's source (a Ray actor)
         self.objective = objective
         self.fault = fault
         self.core = WorkerCore(spec)
@@ -132,6 +134,7 @@ class ChipWorker:
             self.registration_estimate = self.core.system.calibrate(self.chip, self.twin)
         self.fault_types = faults_of(self.core.system)  # its hardware faults (a rig's RigFault)
         self._reported: dict = {}  # the chip's counters at its last report
+        self._steps = {Step.FORWARD_ONLY: self._forward_only, Step.PHYSICS_AWARE: self._physics_aware}
 
     @contextlib.contextmanager
     def _hardware_faults(self):
@@ -183,9 +186,18 @@ class ChipWorker:
         return local
 
     def run_round(
-        self, params: dict, version: int, shard: np.ndarray, round_index: int, on: Target, fidelity: bool = False
+        self,
+        params: dict,
+        version: int,
+        shard: np.ndarray,
+        round_index: int,
+        on: Target,
+        fidelity: bool = False,
+        step: Step = Step.FORWARD_ONLY,
     ) -> RoundResult:
-        """Data pass + error pass over ``shard`` (indices into the training set) on ``on``.
+        """One training ``step`` over ``shard`` (indices into the training set) with the data pass on ``on``:
+        forward only (data and error pass on ``on``) or physics aware (data pass on ``on``, error pass
+        through the twin: :mod:`optics.core.pat`).
 
         Returns NumPy: the gradients (sum over the shard of per-sample gradients of the mean
         loss, scaled to the shard: the coordinator weights by shard size), loss, sample and
@@ -196,7 +208,7 @@ class ChipWorker:
         target = self.core.program(on, params, version)
         x, y, ids = self._inputs(self.split.train, np.asarray(shard))
         with self._hardware_faults():
-            res = ffm.forward_only_step(target, x, y, self.objective, round_index, ids, self.spec.samples_per_pass)
+            res = self._steps[step](target, params, version, x, y, ids, round_index)
         grads = {"phase": res.grad_phase}
         if res.grad_amplitude is not None:
             grads["amplitude"] = res.grad_amplitude
@@ -214,6 +226,14 @@ class ChipWorker:
             counters=self._counters(),
             calibrations=self._calibrations(),
         )
+
+    def _forward_only(self, target, params, version, x, y, ids, round_index) -> ffm.StepResult:
+        return ffm.forward_only_step(target, x, y, self.objective, round_index, ids, self.spec.samples_per_pass)
+
+    def _physics_aware(self, target, params, version, x, y, ids, round_index) -> ffm.StepResult:
+        """PAT: ``target`` measures; the twin, programmed with the same phases, gives the Jacobian."""
+        twin = self.core.program(Target.TWIN, params, version)
+        return pat.physics_aware_step(target, twin, x, y, self.objective, round_index, ids, self.spec.samples_per_pass)
 
     def evaluate(
         self,

@@ -20,18 +20,17 @@ from optics.core.measurement import MeasurementSpec, check_spec_names
 from optics.core.optim import OptimizerSpec
 from pipeline import chips as registry
 from pipeline.chips import ChipSystem, InitialPhases, PhaseLayout
-from pipeline.chips.base import CLAIMS_NAMESPACE, attach_of, bind_rig, claim_of, resources_of
+from pipeline.chips.base import CLAIMS_NAMESPACE, attach_of, bind_rig, claim_of, resources_of, with_activation
 from pipeline.config import ConfigError, Loss, RunConfig, TopologyKind, TrainerKind, crash_points, n_features
 from pipeline.run.actors import ChipSpec, ChipWorker, FaultPlan
 from pipeline.run.coordinator import SHARED, GroupId, Target, group_of, stage_group
 from pipeline.run.layer_pipeline import stage_layers
 from pipeline.run.rounds import FailurePolicy
+from pipeline.run.trainers import DEPLOY_ON, TRAIN_ON
 from pipeline.tracking import tracker as tags
 from pipeline.tracking.tracker import MlflowTracker, NullTracker
 
 SPOOL_DIR = "tracking-spool"  # <output_dir>/tracking-spool: tracking calls not yet on the server
-TRAIN_ON = {TrainerKind.FFM: Target.CHIP, TrainerKind.INSILICO: Target.TWIN, TrainerKind.IDEAL: Target.TWIN}
-DEPLOY_ON = {TrainerKind.FFM: Target.CHIP, TrainerKind.INSILICO: Target.CHIP, TrainerKind.IDEAL: Target.TWIN}
 
 
 @dataclass(frozen=True)
@@ -54,12 +53,12 @@ class Plan:
 
     @property
     def train_on(self) -> Target:
-        """Where rounds run: the chip (ffm) or the twin (insilico, ideal)."""
+        """Where rounds run: the chip (ffm, pat: its data pass) or the twin (insilico, ideal)."""
         return TRAIN_ON[self.trainer]
 
     @property
     def deploy_on(self) -> Target:
-        """Where the trained phases are tested: the chip (ffm, insilico) or the twin (ideal)."""
+        """Where the trained phases are tested: the chip (ffm, pat, insilico) or the twin (ideal)."""
         return DEPLOY_ON[self.trainer]
 
 
@@ -118,10 +117,11 @@ def _plan(cfg: RunConfig, n_classes: int) -> Plan:
     if topology == TopologyKind.WIDTH:
         chips = _subtasks(chips, geometry, n_classes)
     chips = tuple(_config_error(lambda s=s: bind_rig(system, s, cfg.rig)) for s in chips)  # messages name rig.*
+    chips = _config_error(lambda: with_activation(system, chips, c, topology.value))  # messages name chip.activation
     return Plan(
         geometry,
         chips,
-        _checked("trainer", lambda: Objective(Loss(t.loss).value, t.temperature)),
+        _checked("trainer", lambda: Objective(Loss(t.loss).value, t.temperature, t.per_sample_grad_max)),
         _checked("trainer", lambda: OptimizerSpec(t.optimizer, t.lr, momentum=t.momentum)),
         make_plan_policy(cfg),
         _fault_plan(cfg),
@@ -199,13 +199,13 @@ def _groups(cfg: RunConfig, g) -> dict[GroupId, tuple]:
 
 def load_split(cfg: RunConfig) -> Split:
     """The task's split as the chip system takes it (a feature chip: standardised iris, PCA of images)."""
-    task = cfg.task
+    task = t = cfg.task
     if task.name == "iris":
         split = load_iris_split(task.split_seed, task.val_fraction, task.test_fraction)
     elif task.name == "idx":
-        split = _checked("task.data_dir", lambda: load_idx(task.data_dir, task.split_seed, task.val_fraction))
+        split = _checked("task.data_dir", lambda: load_idx(t.data_dir, t.split_seed, t.val_fraction, t.per_class))
     else:
-        split = _checked("task", lambda: load_digits_split(task.split_seed, task.val_fraction, task.test_fraction))
+        split = _checked("task", lambda: load_digits_split(t.split_seed, t.val_fraction, t.test_fraction, t.per_class))
     method = "standardise" if task.name == "iris" else "pca"
     return _config_error(lambda: chip_system(cfg).prepare_split(split, n_features(task), method))
 
@@ -307,7 +307,8 @@ def make_tracker(cfg: RunConfig):
         previous = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(cfg.resume))), SPOOL_DIR)
         spool = previous if os.path.isdir(previous) else spool
     name = t.run_name or run_label(cfg)
-    return MlflowTracker(t.uri, t.experiment, name, spool_dir=spool, flush_timeout_s=t.flush_timeout_s)
+    uri = t.uri or tags.default_uri(cfg.paths.root)
+    return MlflowTracker(uri, t.experiment, name, spool, t.flush_timeout_s, t.system_metrics_s)
 
 
 def run_label(cfg: RunConfig) -> str:
@@ -326,7 +327,7 @@ def flat_params(cfg: RunConfig) -> dict[str, str]:
         if isinstance(value, dict) and value:
             for k, v in value.items():
                 walk(f"{prefix}.{k}" if prefix else str(k), v)
-        else:
+        elif value is not None and value != [] and value != {}:  # unset keys: not shown in the UI
             out[prefix] = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
     walk("", dataclasses.asdict(cfg))
@@ -337,24 +338,25 @@ def fingerprint(cfg: RunConfig) -> str:
     """Hash of what determines the trained phases (not tracking, cluster, debug or paths), with the
     noise-stream version the chips draw camera noise with."""
     d = dataclasses.asdict(cfg)
-    for volatile in ("tracking", "cluster", "debug", "resume", "output_dir", "checkpoint_every"):
+    for volatile in ("tracking", "cluster", "debug", "resume", "output_dir", "checkpoint_every", "paths"):
         d.pop(volatile)
     d["noise_streams"] = optics_measurement.NOISE_STREAM_VERSION
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def run_description(cfg: RunConfig, results: str = "") -> str:
-    """The run's description in the UI (markdown): the command that
-    started it, what it trains, and (at the end) ``results``."""
-    lines = [f"**{run_label(cfg)}**", ""]
-    if cfg.tracking.command:
-        lines += ["```", cfg.tracking.command, "```", ""]
+    """The run's description in the UI (markdown): at the end of the run its ``results`` first
+    (the final test accuracy per chip: what the run page shows before "Show more"), then the
+    command that started it and what it trains."""
+    lines = [f"**{run_label(cfg)}**", ""] + ([results, ""] if results else [])
+    if cfg.tracking.command:  # inline code: the UI wraps it (a code block scrolls the page sideways)
+        lines += [f"`{cfg.tracking.command}`", ""]
     c = cfg.chip
     lines.append(
         f"{cfg.trainer.kind} training, {cfg.topology.n_chips} x {c.kind} chip ({c.geometry}), imperfection level "
-        f"{c.level:g}, task {cfg.task.name}, {cfg.trainer.epochs} epochs of batch {cfg.trainer.batch_size}."
+        f"{c.level:g}, task {cfg.task.name}, {cfg.trainer.epochs} epoch(s) of batch {cfg.trainer.batch_size}."
     )
-    return "\n".join(lines + (["", results] if results else []))
+    return "\n".join(lines)
 
 
 def run_tags(cfg: RunConfig) -> dict[str, str]:

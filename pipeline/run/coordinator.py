@@ -38,6 +38,13 @@ class Target(enum.StrEnum):
     TWIN = "twin"
 
 
+class Step(enum.Enum):
+    """What a training round computes on a worker (:meth:`pipeline.run.actors.ChipWorker.run_round`)."""
+
+    FORWARD_ONLY = "forward_only"  # data and error pass on the target: FFM on the chip, backprop on the twin
+    PHYSICS_AWARE = "physics_aware"  # PAT: data pass and loss on the chip, error pass through the twin
+
+
 def chip_group(chip: int) -> GroupId:
     """Chip ``chip``'s own parameter group (also the name its results are reported under)."""
     return GroupId(f"chip{chip}")

@@ -16,12 +16,10 @@ import time
 import zipfile
 
 import numpy as np
-import ray
 from tqdm import tqdm
 
 from pipeline.config import ConfigError, RunConfig, load_config
-from pipeline.reports import figures
-from pipeline.reports.run_report import log_final_artifacts, plan_params, print_summary, results_table
+from pipeline.reports import run_report as report
 from pipeline.run import checkpoint
 from pipeline.run.build import (
     attach_hardware,
@@ -37,6 +35,7 @@ from pipeline.run.build import (
     start_ray,
 )
 from pipeline.run.coordinator import EvalResult, Target, TrainState, batch_indices, end_epoch, init_state, step
+from pipeline.run.dataset import hold_split
 from pipeline.run.hardware import attached_lines, evaluation_counters, report_at_start, split_calibrations
 from pipeline.run.preflight import check_inputs, check_output_dir, finite_phases
 from pipeline.run.rounds import stop_actors
@@ -44,6 +43,7 @@ from pipeline.run.topologies import make_topology
 from pipeline.tracking.lifecycle import tracked_run
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")  # an MLflow run id
+HISTORY = {"loss": "batch_loss", "accuracy": "batch_accuracy", "grad_fidelity_cosine": "fidelity_cosine"}
 
 
 @dataclasses.dataclass
@@ -60,6 +60,7 @@ class Session:
     ckpt_path: str
     history: dict
     split_ref: object = None  # held for the run: restarted actors re-read their arguments
+    split: object = None  # the task's split (figures: the test samples' true classes)
     latest: TrainState | None = None
     logging_s: float = 0.0
     on_epoch: object = (
@@ -105,17 +106,19 @@ def train(raw_cfg, on_epoch=None) -> dict:
 def _run(cfg: RunConfig, plan, split, on_epoch=None) -> dict:
     """The chips started, the run tracked from start to finish (see :func:`train`)."""
     tracker = make_tracker(cfg)
+    tracker.prepare_in_background()  # MLflow's imports and store, while Ray starts
     for line in attached_lines(plan):
-        tracker.event(line)
+        tracker.event(line, echo=False)  # where each rig is: for the record
     state, run_id = _initial_state(cfg, plan, tracker)
     topo, split_ref = _start_chips(cfg, plan, split, tracker)
     sess = _session(cfg, plan, topo, tracker, split, split_ref)
     sess.on_epoch = on_epoch
-    params = flat_params(cfg) | plan_params(plan)  # the plan's quantities: what the reports compute from
+    params = flat_params(cfg) | report.plan_params(plan)  # the plan's quantities: what the reports compute from
     release = functools.partial(stop_actors, topo.workers)
     with tracked_run(tracker, params, run_tags(cfg), run_id, release=release):
         if cfg.resume:
             tracker.event(f"resumed at round {state.round} from {cfg.resume}")
+        tracker.log_input(report.dataset_input(cfg, split))
         report_at_start(sess, state, len(split.val) + len(split.test))  # rigs: projected epoch, calibrations
         t0 = time.perf_counter()
         state = _loop(sess, state)
@@ -129,7 +132,7 @@ def _start_chips(cfg: RunConfig, plan, split, tracker) -> tuple[object, object]:
     try:
         start_ray(cfg)
         check_cluster(cfg)
-        split_ref = ray.put(split)  # the dataset travels through the object store, once
+        split_ref = hold_split(split)  # one holder actor: restarted chips fetch the split again
         return make_topology(plan, cfg, split, split_ref, tracker.event, make_workers), split_ref  # pings every chip
     except BaseException:
         if created:
@@ -145,7 +148,7 @@ def _session(cfg: RunConfig, plan, topo, tracker, split, split_ref) -> Session:
     if cfg.trainer.masks_from:  # deploy trained masks: evaluation only
         total = 0
     ckpt_path = os.path.join(cfg.output_dir, "checkpoints", "latest.npz")
-    return Session(cfg, plan, topo, tracker, len(split.train), n_batches, total, ckpt_path, {}, split_ref)
+    return Session(cfg, plan, topo, tracker, len(split.train), n_batches, total, ckpt_path, {}, split_ref, split)
 
 
 def _initial_state(cfg: RunConfig, plan, tracker) -> tuple[TrainState, str | None]:
@@ -242,7 +245,7 @@ def _rounds(sess: Session, state: TrainState, bar) -> TrainState:
                 os.kill(os.getpid(), signal.SIGKILL)
             state, metrics = _round(sess, state)
             bar.update(1)
-            bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['accuracy']:.2f}")
+            bar.set_postfix(loss=f"{metrics['loss']:.3f}", batch_acc=f"{metrics['accuracy']:.2f}")
             if state.round % cfg.checkpoint_every == 0:
                 _checkpoint(sess, state)
             continue
@@ -280,8 +283,9 @@ def _round(sess: Session, state: TrainState) -> tuple[TrainState, dict]:
     if calibrations:
         sess.tracker.log_metrics(calibrations, step=state.round)
     sess.logging_s = time.perf_counter() - now
-    for key in ("loss", "accuracy"):
-        sess.history.setdefault(f"train_{key}", []).append((state.round, metrics[key]))
+    for key, name in HISTORY.items():  # the learning-curves figure
+        if key in metrics:
+            sess.history.setdefault(name, []).append((state.round, metrics[key]))
     return state, metrics
 
 
@@ -299,7 +303,9 @@ def _validate(sess: Session, state: TrainState) -> TrainState:
         metrics[f"{subset}_accuracy/mean"] = float(np.mean([r.accuracy for r in res.values()]))
         metrics |= evaluation_counters(res, f"{subset}_")  # a rig's frames, writes, seconds
     sess.history.setdefault("val_mean", []).append((state.round, metrics["val_accuracy/mean"]))
-    sess.tracker.log_metrics(metrics | {"epoch": state.epoch + 1}, step=state.round)
+    sess.tracker.log_metrics(metrics, step=state.epoch + 1)  # per-epoch charts: step = epochs done
+    report.log_epoch_images(sess, state)
+    sess.tracker.log_metrics({"epoch": state.epoch + 1}, step=state.round)  # which round ended it
     return end_epoch(state, metrics["val_accuracy/mean"])
 
 
@@ -326,9 +332,9 @@ def _finish(sess: Session, state: TrainState, wall_s: float) -> dict:
         step=state.round,
     )
     _write_outputs(sess.cfg.output_dir, summary, state)
-    log_final_artifacts(sess, state, test, figures)
-    sess.tracker.set_description(run_description(sess.cfg, results_table(summary)))
-    print_summary(summary, sess.tracker)
+    report.log_final_artifacts(sess, state, test)
+    sess.tracker.set_description(run_description(sess.cfg, report.results_table(summary)))
+    report.print_summary(summary, sess.tracker)
     return summary
 
 

@@ -8,8 +8,9 @@ through the fault path). From the slowest rig the driver projects one epoch::
     T_epoch = R * ceil(B / K) * t_train  +  (N_val + N_test) * t_infer
 
 with ``R`` rounds per epoch, ``B`` the batch split over ``K`` chips (each rig measures its
-shard; they run side by side), ``t_train`` rig seconds per training sample (data and error
-pass), and every chip evaluating the validation and test sets each epoch at ``t_infer`` per
+shard; they run side by side), ``t_train`` rig seconds per training sample (FFM: the data and
+error pass; PAT: the data pass alone, the same ``L`` hops as an inference sample, its error pass
+runs on the twin), and every chip evaluating the validation and test sets each epoch at ``t_infer`` per
 sample (a term is zero when the trainer does not run that part on the chip). It is printed
 once and logged (``rig/projected_epoch_s``); per round the counters (``round/rig/frames``,
 ``round/rig/slm_writes``, ``round/rig/rig_seconds``, ...) and each calibration
@@ -20,9 +21,11 @@ from __future__ import annotations
 
 import math
 
-from pipeline.run.coordinator import CALIBRATIONS, COUNTERS, Target, calibration_metrics, summed_counters
+from pipeline.run.coordinator import CALIBRATIONS, COUNTERS, Step, Target, calibration_metrics, summed_counters
+from pipeline.run.trainers import TRAIN_STEP
 
 STARTUP = "startup/"  # the start-up counters: startup/rig/frames, ...
+CHIP_SECONDS = {Step.FORWARD_ONLY: "train", Step.PHYSICS_AWARE: "infer"}  # a training sample's rig cost, per step
 
 
 def attached_lines(plan) -> list[str]:
@@ -41,9 +44,11 @@ def project_epoch(
     n_eval: int,
     train_on_chip: bool,
     deploy_on_chip: bool,
+    step: Step = Step.FORWARD_ONLY,
 ) -> dict[str, float]:
-    """The projected rig seconds of one epoch (module docstring) from each chip's seconds per sample."""
-    train_s = max(float(s["train"]) for s in seconds)
+    """The projected rig seconds of one epoch (module docstring) from each chip's seconds per sample;
+    a training sample costs what ``step`` runs on the rig (:data:`CHIP_SECONDS`)."""
+    train_s = max(float(s[CHIP_SECONDS[step]]) for s in seconds)
     infer_s = max(float(s["infer"]) for s in seconds)
     train = rounds * per_chip * train_s if train_on_chip else 0.0
     evaluation = n_eval * infer_s if deploy_on_chip else 0.0
@@ -90,6 +95,7 @@ def report_at_start(sess, state, n_eval: int) -> dict[str, float] | None:
         n_eval,
         plan.train_on == Target.CHIP,
         plan.deploy_on == Target.CHIP,
+        TRAIN_STEP[plan.trainer],
     )
     line = projection_line(projection, rounds, per_chip, n_eval)
     print(line, flush=True)

@@ -36,6 +36,7 @@ from optics.core.detectors import detector_scores
 from optics.core.measurement import PassKey
 from pipeline.run.actors import NO_FAULTS, ChipSpec, FaultPlan, WorkerCore
 from pipeline.run.coordinator import EvalResult, StageResult, Target
+from pipeline.run.dataset import resolve_split
 from pipeline.run.rounds import ChipError, ChipFailure, FailurePolicy, actor_error_line, call_each, new_death
 
 
@@ -59,7 +60,7 @@ class StageWorker:
         fault: FaultPlan = NO_FAULTS,
     ):
         self.spec, self.stage, self.last, self.fault = spec, stage, stage == n_stages - 1, fault
-        self.split, self.objective = split, objective
+        self.split, self.objective = resolve_split(split), objective
         self.core = WorkerCore(spec, relay_input=stage > 0)  # later stages take the relayed field
         self._saved: dict[int, object] = {}
         self._acc: dict = {}

@@ -129,9 +129,9 @@ def check_inputs(cfg) -> None:
     remote one answers. The driver checks these again later; here they are cheap and early."""
     _check_idx(cfg.task)
     if cfg.tracking.kind == "mlflow":
-        from pipeline.tracking.server import probe
+        from pipeline.tracking.server import default_uri, probe
 
-        probe(cfg.tracking.uri, cfg.tracking.probe_timeout_s)
+        probe(cfg.tracking.uri or default_uri(cfg.paths.root), cfg.tracking.probe_timeout_s)
     _check_resume(cfg)
     if cfg.trainer.masks_from and not os.path.exists(cfg.trainer.masks_from):
         raise ConfigError(
@@ -230,7 +230,7 @@ def _check_resume_store(cfg) -> None:
     rid = cfg.resume
     if cfg.tracking.kind != "mlflow":
         return
-    uri = cfg.tracking.uri or default_uri()
+    uri = cfg.tracking.uri or default_uri(cfg.paths.root)
     if uri.startswith("sqlite:///") and not os.path.exists(uri[len("sqlite:///") :]):
         raise ConfigError(
             f"resume={rid} is an MLflow run id but the tracking store {uri} does not exist; point "

@@ -36,7 +36,7 @@ import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
 
 from pipeline.run.actors import ChipFault
-from pipeline.run.coordinator import RoundResult, Target, group_of
+from pipeline.run.coordinator import RoundResult, Step, Target, group_of
 
 
 class ChipFailure(RuntimeError):
@@ -219,8 +219,9 @@ def call_round(
     shared: bool,
     policy: FailurePolicy,
     event: Callable[[str], None],
+    step: Step = Step.FORWARD_ONLY,
 ) -> tuple[dict[int, RoundResult], list[int], float]:
-    """Run one round on every chip in ``shard_map``; returns (results, chips still alive,
+    """Run one round's ``step`` on every chip in ``shard_map``; returns (results, chips still alive,
     seconds spent broadcasting the parameters)."""
     t0 = time.perf_counter()
     refs = _broadcast(params)  # once per parameter group
@@ -228,7 +229,7 @@ def call_round(
 
     def thunk(k: int):
         ref, version = refs[group_of(k, shared)]
-        return lambda: workers[k].run_round.remote(ref, version, shard_map[k], round_index, on, fidelity)
+        return lambda: workers[k].run_round.remote(ref, version, shard_map[k], round_index, on, fidelity, step)
 
     results, dropped = call_chips({k: thunk(k) for k in shard_map}, policy, f"round {round_index}", event, workers)
     if not results:

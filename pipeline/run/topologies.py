@@ -27,6 +27,7 @@ from pipeline.run.coordinator import (
 )
 from pipeline.run.layer_pipeline import make_stage_workers, pipeline_evaluate, pipeline_round, retry_whole, stage_layers
 from pipeline.run.rounds import call_each, call_round, evaluate_chips, fingerprint, stop_actors
+from pipeline.run.trainers import TRAIN_STEP
 
 
 class DataParallel:
@@ -49,6 +50,7 @@ class DataParallel:
             self.plan.shared,
             self.plan.policy,
             self.event,
+            TRAIN_STEP[self.plan.trainer],
         )
         grads = aggregate(results, self.plan.shared)
         return grads, round_metrics(results, grads, time.perf_counter() - t0, put_s), alive
@@ -124,6 +126,7 @@ class Width(DataParallel):
             False,
             self.plan.policy,
             self.event,
+            TRAIN_STEP[self.plan.trainer],
         )
         grads = aggregate(results, False)
         return grads, round_metrics(results, grads, time.perf_counter() - t0, put_s), alive

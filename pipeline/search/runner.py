@@ -165,6 +165,7 @@ def _tune(cfg: RunConfig, base: dict, params: list[Param], parent: str, width: i
 
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # Ctrl-C: the search is KILLED and resumable
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # a save per epoch
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # verbose=0 is silent (the new output prints a table)
     storage = os.path.join(base["search"]["root"], parent)
     # the progress callback's settings: also for a restored search, whose callback Tune unpickles
     PROGRESS.update(total=cfg.search.trials, kill_after=cfg.search.kill_after_trials, ended=0)

@@ -37,7 +37,7 @@ from pipeline.tracking.lifecycle import tracked_run
 from pipeline.tracking.runs import SweepRecord
 from pipeline.tracking.server import default_uri
 
-ORDER = {"ideal": 0, "ffm": 1, "insilico": 2}  # submission order: masks first, long jobs early
+ORDER = {"ideal": 0, "ffm": 1, "pat": 2, "insilico": 3}  # submission order: masks first, long jobs early
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def expand(sw) -> list[Job]:
             ideal = job_key("ideal", twin, seed)
             if {"ideal", "insilico"} & set(sw.trainers):
                 jobs.setdefault(ideal, Job(ideal, "ideal", seed, twin))
-            for trainer in ("ffm", "insilico"):
+            for trainer in ("ffm", "pat", "insilico"):
                 if trainer in sw.trainers:
                     key = job_key(trainer, point, seed)
                     jobs[key] = Job(key, trainer, seed, point, ideal if trainer == "insilico" else None)
@@ -127,7 +127,7 @@ def job_config(base: dict, job: Job, root: str, parent_id: str) -> dict:
 def sweep_fingerprint(base: dict) -> str:
     """Hash of what the sweep computes (not where it logs, runs or writes), with the noise-stream
     version, so a resumed sweep never reuses runs drawn with other streams."""
-    d = {k: v for k, v in base.items() if k not in ("tracking", "cluster", "debug", "resume", "output_dir")}
+    d = {k: v for k, v in base.items() if k not in ("tracking", "cluster", "debug", "resume", "output_dir", "paths")}
     d["sweep"] = {k: v for k, v in base["sweep"].items() if k not in ("max_parallel", "resume", "root", "stop_after")}
     d["noise_streams"] = measurement.NOISE_STREAM_VERSION
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -135,7 +135,7 @@ def sweep_fingerprint(base: dict) -> str:
 
 def absolute_paths(base: dict) -> dict:
     """Jobs run in other processes (and hosts): every path and the tracking URI made absolute."""
-    uri = base["tracking"]["uri"] or default_uri()
+    uri = base["tracking"]["uri"] or default_uri(base["paths"]["root"])
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = "sqlite:///" + os.path.abspath(uri[len("sqlite:///") :])
     base["tracking"]["uri"] = uri

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.tracking.server import default_uri
+from pipeline.tracking.metric_names import round_metric
+from pipeline.tracking.server import default_uri, prepare_store
 
 
 def short(value) -> str:
@@ -18,7 +19,8 @@ def read_runs(
 ) -> list[dict]:
     """Finished runs of ``experiment`` (or the children of ``parent_run_id``): params, tags,
     final metrics, the median over rounds (after ``skip_rounds`` warm-up rounds) and the
-    number of rounds of each ``round/<key>`` metric, and the run's duration in seconds."""
+    number of rounds of each round metric ``key`` (MLflow name: :func:`round_metric`), and the
+    run's duration in seconds."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
@@ -34,7 +36,7 @@ def read_runs(
     for run in client.search_runs(exp_ids, query, max_results=5000):
         medians, counts = {}, {}
         for key in round_keys:
-            hist = sorted(client.get_metric_history(run.info.run_id, f"round/{key}"), key=lambda m: m.step)
+            hist = sorted(client.get_metric_history(run.info.run_id, round_metric(key)), key=lambda m: m.step)
             values = [m.value for m in hist[skip_rounds:]] or [m.value for m in hist]
             counts[key] = len(hist)
             if values:
@@ -81,9 +83,13 @@ class SweepRecord:
         from mlflow.tracking import MlflowClient
 
         self.uri = uri or default_uri()
+        artifacts = prepare_store(self.uri)
         self.client = MlflowClient(self.uri)
         exp = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        if exp is None:
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=artifacts)
+        else:
+            self.experiment_id = exp.experiment_id
 
     def open(self, name: str, fingerprint: str, resume: str, params: dict) -> tuple[str, bool]:
         """The parent run id and whether it was resumed. ``resume``: 'auto' continues the latest
@@ -161,6 +167,8 @@ def log_report(uri: str, experiment: str, name: str, files: list[str]) -> str:
     import mlflow
 
     mlflow.set_tracking_uri(uri)
+    if mlflow.MlflowClient(uri).get_experiment_by_name(experiment) is None:
+        mlflow.create_experiment(experiment, artifact_location=prepare_store(uri))
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name=name) as run:
         for path in files:

@@ -11,7 +11,9 @@ to mark a RUNNING run whose driver was killed (SIGKILL, OOM, a lost node) as FAI
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
+import pathlib
 import socket
 import time
 import urllib.error
@@ -39,7 +41,7 @@ def create_run(client, experiment: str, run_name: str | None, tags: dict):
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         try:
-            exp_id = client.create_experiment(experiment)
+            exp_id = client.create_experiment(experiment, artifact_location=prepare_store(client.tracking_uri))
         except MlflowException:  # a parallel job (sweep) created it first
             exp_id = client.get_experiment_by_name(experiment).experiment_id
     else:
@@ -118,6 +120,33 @@ class MlflowSender:
         for r in records:  # the same value again is accepted: idempotent
             for key, value in r["tags"].items():
                 self.client.set_tag(r["run_id"], key, value)
+
+    def _send_inputs(self, records: list[dict], maybe_sent: bool) -> None:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        for r in records:  # the same dataset again is recorded once: idempotent
+            d = r["dataset"]
+            dataset = Dataset(d["name"], d["digest"], d["source_type"], d["source"], profile=d.get("profile"))
+            tags = [InputTag("mlflow.data.context", d.get("context", "training"))]
+            self.client.log_inputs(r["run_id"], datasets=[DatasetInput(dataset, tags)])
+
+    def _send_image(self, records: list[dict], maybe_sent: bool) -> None:
+        import numpy as np
+
+        for r in records:
+            self.client.log_image(r["run_id"], np.load(r["file"]), key=r["key"], step=r["step"])
+
+    def _send_register(self, records: list[dict], maybe_sent: bool) -> None:
+        from mlflow.exceptions import MlflowException
+
+        for r in records:
+            with contextlib.suppress(MlflowException):  # it exists already (another run registered it)
+                self.client.create_registered_model(r["name"])
+            source = f"runs:/{r['run_id']}/{r['path']}"
+            versions = self.client.search_model_versions(f"name='{r['name']}'") if maybe_sent else []
+            if any(v.run_id == r["run_id"] for v in versions):
+                continue  # sent before a lost answer: one version per run
+            self.client.create_model_version(r["name"], source, run_id=r["run_id"])
 
     def _send_terminate(self, records: list[dict], maybe_sent: bool) -> None:
         for r in records:
@@ -247,13 +276,14 @@ def probe(uri: str | None = None, timeout_s: float = 5.0) -> None:
 
 
 def _probe_folder(uri: str, scheme: str) -> None:
-    """sqlite: the database's folder exists and is writable (SQLite creates no folders); a file
-    store: its nearest existing ancestor is writable (MLflow creates the rest)."""
+    """sqlite: the database's folder, or the folder it is in, exists and is writable (the tracker
+    creates that one missing level, as for the default ``outputs/mlflow.db``: :func:`prepare_store`);
+    a file store: its nearest existing ancestor is writable (MLflow creates the rest)."""
     if scheme == "sqlite":
-        path = uri[len("sqlite:///") :]
-        if path in ("", ":memory:"):
+        folder = store_folder(uri)
+        if folder is None:
             return
-        folder = os.path.dirname(path) or "."
+        folder = folder if os.path.isdir(folder) else os.path.dirname(os.path.abspath(folder))
     else:
         folder = urllib.parse.urlsplit(uri).path or "."
         while not os.path.exists(folder) and os.path.dirname(os.path.abspath(folder)) != os.path.abspath(folder):
@@ -264,6 +294,35 @@ def _probe_folder(uri: str, scheme: str) -> None:
             "not writable; create it, or point MLFLOW_TRACKING_URI (or tracking.uri=...) "
             "at a writable place"
         )
+
+
+def store_folder(uri: str) -> str | None:
+    """The folder of a local SQLite store (``sqlite:///outputs/mlflow.db``: ``outputs``); None otherwise."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///") :]
+    return None if path in ("", ":memory:") else os.path.dirname(path) or "."
+
+
+def open_store(uri: str) -> None:
+    """Import MLflow and open the store at ``uri`` (a new SQLite store creates its tables);
+    errors are left to the caller's next use of the store."""
+    with contextlib.suppress(Exception):
+        from mlflow.tracking import MlflowClient
+
+        prepare_store(uri)
+        MlflowClient(uri).search_experiments(max_results=1)
+
+
+def prepare_store(uri: str) -> str | None:
+    """Create a local SQLite store's folder (SQLite creates none); returns where its experiments
+    keep their artifacts: ``mlruns/`` beside the database (None: the store's own default)."""
+    folder = store_folder(uri)
+    if folder is None:
+        return None
+    if not os.path.isdir(folder):
+        os.mkdir(folder)  # one level: the probe checked the folder it goes in
+    return pathlib.Path(os.path.abspath(os.path.join(folder, "mlruns"))).as_uri()
 
 
 def _probe_http(uri: str, timeout_s: float) -> None:
@@ -312,9 +371,13 @@ def _safe(uri: str) -> str:
     return urllib.parse.urlunsplit(parts)
 
 
-def default_uri() -> str:
-    """``$MLFLOW_TRACKING_URI``, else MLflow's default local store in the current folder."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+DEFAULT_ROOT = "outputs"  # paths.root: where everything generated goes
+
+
+def default_uri(root: str | None = None) -> str:
+    """``$MLFLOW_TRACKING_URI``, else a local SQLite store in the outputs folder
+    (``sqlite:///<paths.root>/mlflow.db``, its artifacts in ``<paths.root>/mlruns``)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root or DEFAULT_ROOT}/mlflow.db"
 
 
 def replay_spool(path: str, uri: str | None = None, timeout_s: float | None = None) -> int:

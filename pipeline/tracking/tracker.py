@@ -15,11 +15,14 @@ import dataclasses
 import io
 import os
 import posixpath
+import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
 
+from pipeline.tracking.metric_names import round_metric
 from pipeline.tracking.runs import get_run, short
 from pipeline.tracking.server import (
     HEARTBEAT_S,
@@ -30,11 +33,15 @@ from pipeline.tracking.server import (
     default_uri,
     driver_tags,
     mark_dead_runs,
+    open_store,
+    prepare_store,
     probe,
     replay_spool,
     run_url,
+    store_folder,
 )
 from pipeline.tracking.spool import Spool, SpoolBacklog, SpoolBusy
+from pipeline.tracking.system_metrics import SystemSampler
 
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's tag that nests a run under a parent (sweeps)
 # MLflow's standard tags the UI shows: the run's description (markdown) and its source
@@ -65,15 +72,26 @@ class NullTracker:
         plt.close(fig)
 
     def log_arrays(self, path: str, arrays: dict[str, np.ndarray]) -> None: ...
+    def log_image(self, key: str, image: np.ndarray, step: int) -> None: ...
     def log_file(self, local_path: str, artifact_dir: str | None = None) -> None: ...
     def log_text(self, text: str, path: str) -> None: ...
     def download(self, run_id: str, artifact_path: str, dst: str) -> str:
         raise ValueError("resume by run id needs tracking=mlflow; pass the checkpoint path instead")
 
-    def event(self, text: str) -> None:
+    def event(self, text: str, echo: bool = True) -> None:
+        """Keep ``text`` for the run's events.txt and, with ``echo`` (retries, drops, resumes), say
+        it on the console too (above a progress bar)."""
+        from tqdm import tqdm
+
         self.events.append(text)
+        if echo:
+            tqdm.write(f"ffm-train: {text}", file=sys.stderr)
 
     def set_description(self, text: str) -> None: ...
+    def prepare_in_background(self) -> None: ...
+    def log_params(self, params: dict) -> None: ...
+    def log_input(self, dataset: dict) -> None: ...
+    def log_model(self, model_dir: str, register_as: str | None = None) -> None: ...
     def end(self, status: str = "FINISHED") -> None: ...
     def probe(self, timeout_s: float = 5.0) -> None: ...
 
@@ -126,8 +144,12 @@ class MlflowTracker(NullTracker):
         run_name: str | None,
         spool_dir: str | None = None,
         flush_timeout_s: float = 120.0,
+        system_metrics_s: float = 0.0,
     ):
         super().__init__()
+        self.system_metrics_s = system_metrics_s  # > 0: sample this host's load every so many seconds
+        self._sampler = None
+        self._prepared: threading.Thread | None = None
         self.uri = uri or default_uri()
         self.experiment, self.run_name = experiment, run_name
         self.spool_dir, self.flush_timeout_s = spool_dir, flush_timeout_s
@@ -136,13 +158,24 @@ class MlflowTracker(NullTracker):
         self._seen: dict[str, int] = {}  # resume: metric key -> last step already logged
         self._probe_timeout_s = 5.0
 
+    def prepare_in_background(self) -> None:
+        """Import MLflow and open a local SQLite store (a new one creates its tables: seconds) in a
+        thread, while the caller starts Ray; :meth:`start` waits for it. Errors are left to
+        ``start``; a server is not contacted here (its probe is quick, MLflow's retries are not)."""
+        if store_folder(self.uri) is not None:
+            self._prepared = threading.Thread(target=open_store, args=(self.uri,), name="ffm-store", daemon=True)
+            self._prepared.start()
+
     def start(self, params: dict, tags: dict, run_id: str | None = None) -> str:
         """Create the run (or reopen ``run_id`` to resume it) and open the spool; returns the run id.
         First marks RUNNING runs of the experiment whose driver died as FAILED."""
+        if self._prepared is not None:
+            self._prepared.join()
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
         self.probe(self._probe_timeout_s)  # an absent server: one line in seconds, not MLflow's retries
+        prepare_store(self.uri)  # a local SQLite store's folder
         client = MlflowClient(self.uri)
         with contextlib.suppress(MlflowException):  # e.g. no permission on others' runs: not our problem
             mark_dead_runs(self.uri, self.experiment, keep=run_id)
@@ -172,6 +205,10 @@ class MlflowTracker(NullTracker):
             self.events[:] = self._prior_events(client) + before_start
         if self.events:
             self._log_events()
+        if self.system_metrics_s > 0:
+            self._sampler = SystemSampler(
+                self.log_metrics, self.system_metrics_s, run.info.start_time / 1000, self.spool_dir or "."
+            ).start()
         return self.run_id
 
     def probe(self, timeout_s: float = 5.0) -> None:
@@ -235,7 +272,7 @@ class MlflowTracker(NullTracker):
         self.spool.submit(record, attach, name)
 
     def log_round(self, step: int, metrics: dict[str, float]) -> None:
-        self._metrics({f"round/{k}": v for k, v in metrics.items()}, step)
+        self._metrics({round_metric(k): v for k, v in metrics.items()}, step)
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         self._metrics(metrics, step)
@@ -261,6 +298,13 @@ class MlflowTracker(NullTracker):
         plt.close(fig)
         self._artifact(buf.getvalue(), path)
 
+    def log_image(self, key: str, image: np.ndarray, step: int) -> None:
+        """Spool an (H, W, 3) uint8 image as MLflow's image ``key`` at ``step`` (the run page's
+        images walk through the steps with a slider)."""
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(image, dtype=np.uint8))
+        self._submit({"kind": "image", "key": key, "step": int(step)}, buf.getvalue(), "image.npy")
+
     def log_arrays(self, path: str, arrays: dict[str, np.ndarray]) -> None:
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
@@ -277,6 +321,28 @@ class MlflowTracker(NullTracker):
         """Spool the run's description (markdown, shown on its page in the UI)."""
         self._submit({"kind": "tags", "tags": {DESCRIPTION_TAG: text}})
 
+    def log_params(self, params: dict) -> None:
+        """Spool params known only after the start (a chip's revealed imperfections)."""
+        items = sorted((k, short(v)) for k, v in params.items())
+        for i in range(0, len(items), 100):
+            self._submit({"kind": "params", "params": dict(items[i : i + 100])})
+
+    def log_input(self, dataset: dict) -> None:
+        """Spool a dataset the run used (MLflow's Datasets panel): ``name``, ``digest``,
+        ``source_type``, ``source``, ``profile`` (JSON text) and ``context`` (training, ...)."""
+        self._submit({"kind": "inputs", "dataset": dict(dataset)})
+
+    def log_model(self, model_dir: str, register_as: str | None = None) -> None:
+        """Spool a saved MLflow model folder as the artifact folder ``model`` (``runs:/<id>/model``)
+        and, given a name, its registration as a new version of that registered model (sent
+        after the files, in order)."""
+        for root, _, files in os.walk(model_dir):
+            for name in sorted(files):
+                rel = os.path.relpath(os.path.join(root, name), model_dir)
+                self._artifact(os.path.join(root, name), posixpath.join("model", *rel.split(os.sep)))
+        if register_as:
+            self._submit({"kind": "register", "name": register_as, "path": "model"})
+
     def download(self, run_id: str, artifact_path: str, dst: str) -> str:
         """An artifact of a run (resume by run id: its checkpoint). What this spool folder still owes
         the server (a killed driver's last checkpoint) is sent first, so the download is the latest."""
@@ -289,8 +355,8 @@ class MlflowTracker(NullTracker):
             run_id=run_id, artifact_path=artifact_path, dst_path=dst, tracking_uri=self.uri
         )
 
-    def event(self, text: str) -> None:
-        super().event(text)
+    def event(self, text: str, echo: bool = True) -> None:
+        super().event(text, echo)
         if self.spool is not None:
             self._log_events()
 
@@ -301,6 +367,9 @@ class MlflowTracker(NullTracker):
     def end(self, status: str = "FINISHED") -> TrackingBacklog | None:
         """Spool the final status and wait up to flush_timeout_s for everything to arrive. Returns
         None when all arrived, else a :class:`TrackingBacklog` (print its one-line message)."""
+        if self._sampler is not None:
+            self._sampler.stop()
+            self._sampler = None
         if self.spool is None:
             return None
         self._submit({"kind": "terminate", "status": status, "end_ms": int(time.time() * 1000)})
@@ -319,20 +388,3 @@ class MlflowTracker(NullTracker):
             return f"open {run_url(self.uri, self.experiment_id, self.run_id)}"
         local = run_url("http://127.0.0.1:5000", self.experiment_id, self.run_id)
         return f"mlflow ui --backend-store-uri {self.uri}   # then open {local}"
-
-
-def tracking_error_line(exc: BaseException, first_line: str) -> str | None:
-    """One line with the fix for an MLflow error; None for any other error."""
-    from mlflow.exceptions import MlflowException
-
-    if isinstance(exc, MlflowException):
-        return f"tracking: {first_line}; check MLFLOW_TRACKING_URI / tracking.uri, or run with tracking=none"
-    return None
-
-
-def quiet_store_logs() -> None:
-    """MLflow's INFO lines when it creates a SQLite store ("Creating initial MLflow database
-    tables...") need no action: not on the console."""
-    import logging
-
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)

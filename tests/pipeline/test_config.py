@@ -41,7 +41,8 @@ def test_default_is_two_chips_data_parallel_ffm_mlflow():
     "override,match",
     [
         ("trainer.lr=-1", "trainer.lr must be a finite number > 0, got -1"),
-        ("trainer.kind=adam", "trainer.kind must be one of ffm, insilico, ideal"),
+        ("trainer.kind=adam", "trainer.kind must be one of ffm, pat, insilico, ideal"),
+        ("trainer=pat topology=pipeline", "trainer.kind=pat runs each chip's backward pass through its twin"),
         ("chip.backend=jax", "chip.backend must be one of numpy, cupy"),
         ("trainer.epochs=two", "trainer.epochs must be of type int"),
         ("+trainer.lrr=0.1", "unknown key trainer.lrr"),

@@ -121,7 +121,7 @@ def test_driver_sigkill_then_resume_logs_each_step_once(ray_cluster, tmp_path, s
     _same_run(f"{tmp_path}/clean", f"{tmp_path}/cut")
     run = client.get_run(cut_run.info.run_id)
     assert run.info.status == "FINISHED"
-    for key in ("round/loss", "round/accuracy", "round/grad_norm"):
+    for key in ("round/loss", "round/batch_accuracy", "round/grad_norm"):
         assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == list(range(1, 7)), key
     events = client.download_artifacts(run.info.run_id, "events.txt", str(tmp_path))
     assert "resumed" in open(events).read()

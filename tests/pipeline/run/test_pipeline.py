@@ -2,6 +2,7 @@
 
 import json
 
+import mlflow
 import numpy as np
 import pytest
 from conftest import compose
@@ -52,7 +53,9 @@ def test_aggregated_gradient_equals_one_process(ray_cluster):
 
 
 def test_smoke_run_is_tracked_in_sqlite(ray_cluster, tmp_path, sqlite_uri):
-    summary = train(_cfg(tmp_path, "tracking.log_images=true", uri=sqlite_uri))
+    extra = ("tracking.log_images=true", "tracking.system_metrics_s=0.2", "tracking.register_model=ffm-smoke")
+    cfg = _cfg(tmp_path, *extra, uri=sqlite_uri)
+    summary = train(cfg)
     assert set(summary["chips"]) == {"chip0", "chip1"} and summary["rounds"] == 6
     on_disk = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert on_disk["run_id"] == summary["run_id"]
@@ -80,23 +83,24 @@ def test_smoke_run_is_tracked_in_sqlite(ray_cluster, tmp_path, sqlite_uri):
     for key in (
         "round/loss",
         "round/grad_norm",
-        "round/overhead_frac",
-        "round/samples_per_s",
-        "round/slowest_chip_s",
-        "round/broadcast_s",
-        "round/collect_s",
-        "round/update_s",
-        "round/logging_s",
+        "round/batch_accuracy",
+        "timing/overhead_frac",
+        "timing/samples_per_s",
+        "timing/slowest_chip_s",
+        "timing/broadcast_s",
+        "timing/collect_s",
+        "timing/update_s",
+        "timing/logging_s",
         "val_accuracy/chip0",
         "test_accuracy/chip1",
         "final_test_accuracy/chip0",
     ):
         assert key in metrics, key
     assert len(client.get_metric_history(run.info.run_id, "round/loss")) == 6
-    assert any(m.step == 0 for m in client.get_metric_history(run.info.run_id, "round/grad_fidelity_cosine")) is False
+    assert any(m.step == 0 for m in client.get_metric_history(run.info.run_id, "fidelity/gradient_cosine")) is False
     arts = {
         a.path
-        for d in ("", "figures", "hidden", "phases", "config", "checkpoint")
+        for d in ("", "figures", "hidden", "phases", "config", "checkpoint", "model")
         for a in client.list_artifacts(run.info.run_id, d or None)
     }
     for path in (
@@ -109,8 +113,33 @@ def test_smoke_run_is_tracked_in_sqlite(ray_cluster, tmp_path, sqlite_uri):
         "config/resolved.json",
         "checkpoint/latest.npz",
         "events.txt",
+        "figures/hidden_chip0.png",
+        "model/MLmodel",
     ):
         assert path in arts, path
+    _check_readable(client, run, summary, cfg, sqlite_uri)
+
+
+def _check_readable(client, run, summary: dict, cfg, uri: str) -> None:
+    """What the UI shows besides: hidden imperfections as params, the dataset, system metrics,
+    per-epoch steps, and the masks as a model that reproduces the twin's test accuracy."""
+    params, metrics = run.data.params, run.data.metrics
+    assert float(params["hidden.chip1.gamma"]) > 0 and "hidden.chip0.distance_error_m.gap0" in params
+    assert "hidden.chip0.phase_screens_rad.layer1.rms" in params
+    (dataset,) = [d.dataset for d in run.inputs.dataset_inputs]
+    assert dataset.name == "digits" and json.loads(dataset.profile)["classes"] == 10
+    assert "system/cpu_utilization_percentage" in metrics and "round/accuracy" not in metrics
+    epochs = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy/mean")]
+    assert epochs == list(range(1, len(epochs) + 1))  # step = epochs done
+    images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]  # the UI's step slider
+    assert any("phase_masks_shared" in path for path in images), images
+    mlflow.set_tracking_uri(uri)
+    (version,) = client.search_model_versions("name='ffm-smoke'")  # registered: models:/ffm-smoke/1
+    assert version.run_id == run.info.run_id
+    model = mlflow.pyfunc.load_model(f"models:/ffm-smoke/{version.version}")
+    test = load_split(load_config(cfg)).test
+    accuracy = float(np.mean(model.predict(test.images) == test.labels))
+    assert accuracy == pytest.approx(summary["twin_test_accuracy"], abs=1.01 / len(test.labels))
 
 
 def test_resume_ends_with_the_same_phases(ray_cluster, tmp_path, sqlite_uri):

@@ -29,9 +29,9 @@ def _cfg(tmp_path, *overrides, axes=None):
 
 def test_ideal_masks_are_trained_once_per_seed_and_deployed_at_every_level(tmp_path):
     jobs = expand(_cfg(tmp_path).sweep)
-    by_trainer = {t: [j for j in jobs if j.trainer == t] for t in ("ideal", "insilico", "ffm")}
+    by_trainer = {t: [j for j in jobs if j.trainer == t] for t in ("ideal", "insilico", "pat", "ffm")}
     assert len(by_trainer["ideal"]) == 3  # one per seed, not per level
-    assert len(by_trainer["ffm"]) == len(by_trainer["insilico"]) == 3 * 6
+    assert len(by_trainer["ffm"]) == len(by_trainer["pat"]) == len(by_trainer["insilico"]) == 3 * 6
     assert all(j.needs == f"ideal/seed={j.seed}" for j in by_trainer["insilico"])
     assert jobs[0].trainer == "ideal"  # masks first: insilico jobs wait on them
 
@@ -63,7 +63,7 @@ def test_sweep_runs_in_parallel_resumes_where_it_stopped_and_reports(ray_cluster
     assert second["parent_run_id"] == parent and not second["failed"] and not second["stopped"]
     children = client.search_runs([client.get_run(parent).info.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
     keys = sorted(r.data.tags["sweep.job"] for r in children)
-    assert len(keys) == len(set(keys)) == 10  # no job ran twice
+    assert len(keys) == len(set(keys)) == 14  # no job ran twice
     assert all(r.info.status == "FINISHED" for r in children)
     assert client.get_run(parent).info.status == "FINISHED"
 
@@ -72,7 +72,9 @@ def test_sweep_runs_in_parallel_resumes_where_it_stopped_and_reports(ray_cluster
     acc = {(r["trainer"], r["chip.level"]): float(r["mean"]) for r in rows}
     assert acc[("ffm", "0.0")] == acc[("ideal", "0.0")]  # a level-0 chip is the twin: identical training
     assert acc[("insilico", "0.0")] == acc[("ideal", "0.0")]
+    assert acc[("pat", "0.0")] == pytest.approx(acc[("ideal", "0.0")], abs=0.02)  # the twin's Jacobian is the chip's
     fid = {(r["trainer"], r["chip.level"]): r["fidelity_cosine"] for r in rows}
     assert float(fid[("ffm", "0.0")]) == pytest.approx(1.0, abs=1e-6)
+    assert float(fid[("pat", "0.0")]) == pytest.approx(1.0, abs=1e-4)
     artifacts = {a.path for a in client.list_artifacts(parent, "report")}
     assert {"report/sweep.csv", "report/sweep.md", "report/sweep.png"} <= artifacts

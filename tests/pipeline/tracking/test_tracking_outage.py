@@ -341,5 +341,7 @@ def test_probe_fails_fast_with_one_line(tmp_path):
             probe(f"http://127.0.0.1:{silent.getsockname()[1]}", timeout_s=1.0)
         assert time.monotonic() - t0 < 3.5
     probe(f"sqlite:///{tmp_path}/mlflow.db")
+    probe(f"sqlite:///{tmp_path}/missing/mlflow.db")  # a folder the tracker will create
+    (tmp_path / "a-file").write_text("")
     with pytest.raises(TrackingUnavailable, match="tracking.uri"):
-        probe(f"sqlite:///{tmp_path}/missing/mlflow.db")
+        probe(f"sqlite:///{tmp_path}/a-file/missing/mlflow.db")
