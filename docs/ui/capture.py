@@ -24,7 +24,7 @@ import ui_browser
 
 HERE = pathlib.Path(__file__).resolve().parent
 TRAIN = os.path.join(os.path.dirname(sys.executable), "ffm-train")
-SMOKE = ["debug=smoke", "tracking.log_images=true"]
+SMOKE = ["debug=smoke", "tracking.log_images=true", "tracking.system_metrics_s=1"]  # short runs: sample every 1 s
 SWEEP = ["-m", "chip.level=0,1", "trainer=ffm,insilico", *SMOKE]
 FIGURES = ("learning_curves", "phase_masks_shared", "confusion_chip0", "detector_examples_chip0")
 WAIT_S = 120
