@@ -12,8 +12,8 @@ scene's reflectance map, range [0, 1]) by SSIM (:mod:`optics.scattering.ssim`)::
 pass, ``e_b = (dL/dI_b) conj(y_b)``, forward-only error pass ``eps_b = M_b e_b``, and
 ``dL/dphi = -2 Im(U^T sum_b u eps_b)``; one holographic camera frame per pass, so a step over
 B scenes costs ``2 B`` camera frames (the focusing study's convention). The paper's Adam lr
-is 0.01 with its gradient rescaled to a peak of 0.002 per sample; Adam makes the step size
-``lr`` radians either way.
+is 0.01 with each sample's gradient rescaled to a peak of 0.002, which also weights the samples
+differently; here the batch mean is not rescaled, and Adam's step is about ``lr`` radians.
 
 **Gradient fidelity** (``docs/design.md`` section 1.5): cosine of the measured FFM gradient
 against the exact one, ``-2 Im(U^T sum_b u eps_b)`` with ``eps_b = M_b^T e_b`` from the

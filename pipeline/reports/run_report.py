@@ -12,6 +12,7 @@ import tempfile
 import numpy as np
 
 from pipeline.chips import system_of
+from pipeline.chips.base import Inputs
 from pipeline.reports import figures
 from pipeline.reports.hidden import hidden_params, images_of
 
@@ -120,8 +121,12 @@ def log_epoch_images(sess, state) -> None:
 
 def log_twin_model(sess, state) -> None:
     """The best phases on the digital twin as an MLflow model (``runs:/<id>/model``), for runs
-    whose chips share one set of masks."""
-    if len(state.best_params) != 1 or sess.tracker.run_id is None:
+    whose chips share one set of masks and take images (a feature chip's inputs are a
+    reduction of the task fitted on its split, which the model does not carry)."""
+    if sess.tracker.run_id is None:
+        return
+    if len(state.best_params) != 1 or system_of(sess.plan.chips[0]).inputs != Inputs.IMAGES:
+        sess.tracker.event("no model logged: it needs one set of masks shared by the chips and image inputs", False)
         return
     from pipeline.tracking.twin_model import save_twin_model
 

@@ -49,9 +49,12 @@ def hold_split(split: Split) -> SplitSource:
     """Start the run's holder with ``split`` (through the object store once); keep the returned
     source for the run: the holder lives as long as the driver holds its handle."""
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    name, namespace = f"ffm-split-{uuid.uuid4().hex}", ray.get_runtime_context().namespace
-    options = {"num_cpus": 0, "max_restarts": 0, "name": name, "namespace": namespace}
+    context = ray.get_runtime_context()
+    name, namespace = f"ffm-split-{uuid.uuid4().hex}", context.namespace
+    here = NodeAffinitySchedulingStrategy(context.get_node_id(), soft=False)  # lives and dies with the driver's node
+    options = {"num_cpus": 0, "max_restarts": 0, "name": name, "namespace": namespace, "scheduling_strategy": here}
     holder = ray.remote(SplitHolder).options(**options).remote(ray.put(split))
     return SplitSource(name, namespace, holder)
 

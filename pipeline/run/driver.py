@@ -118,7 +118,8 @@ def _run(cfg: RunConfig, plan, split, on_epoch=None) -> dict:
     with tracked_run(tracker, params, run_tags(cfg), run_id, release=release):
         if cfg.resume:
             tracker.event(f"resumed at round {state.round} from {cfg.resume}")
-        tracker.log_input(report.dataset_input(cfg, split))
+        if cfg.tracking.kind == "mlflow":  # the digest reads the whole split
+            tracker.log_input(report.dataset_input(cfg, split))
         report_at_start(sess, state, len(split.val) + len(split.test))  # rigs: projected epoch, calibrations
         t0 = time.perf_counter()
         state = _loop(sess, state)
@@ -230,7 +231,7 @@ def _loop(sess: Session, state: TrainState) -> TrainState:
             return _rounds(sess, state, bar)
         except KeyboardInterrupt:  # Ctrl-C: keep everything done so far
             _checkpoint(sess, sess.latest)
-            sess.tracker.event(f"interrupted at round {sess.latest.round}; resume with resume={sess.ckpt_path}")
+            sess.tracker.event(f"interrupted at round {sess.latest.round}; resume with resume={sess.ckpt_path}", False)
             raise Interrupted(sess.latest.round, sess.ckpt_path) from None
 
 

@@ -99,7 +99,7 @@ def report_at_start(sess, state, n_eval: int) -> dict[str, float] | None:
     )
     line = projection_line(projection, rounds, per_chip, n_eval)
     print(line, flush=True)
-    sess.tracker.event(line.removeprefix("ffm-train: "))
+    sess.tracker.event(line.removeprefix("ffm-train: "), echo=False)  # printed above
     startup = {f"{STARTUP}{k}": v for k, v in summed_counters(r["counters"] for r in reports.values()).items()}
     for k in sorted(reports):
         startup |= calibration_metrics(k, reports[k]["calibrations"])

@@ -14,6 +14,7 @@ import base64
 import contextlib
 import os
 import pathlib
+import posixpath
 import socket
 import time
 import urllib.error
@@ -133,20 +134,28 @@ class MlflowSender:
     def _send_image(self, records: list[dict], maybe_sent: bool) -> None:
         import numpy as np
 
-        for r in records:
-            self.client.log_image(r["run_id"], np.load(r["file"]), key=r["key"], step=r["step"])
+        for r in records:  # MLflow names it images/<key>%step%<step>%...: one per key and step
+            prefix = f"{r['key']}%step%{r['step']}%"
+            logged = self.client.list_artifacts(r["run_id"], "images")
+            if not any(posixpath.basename(a.path).startswith(prefix) for a in logged):  # a replay, a resume
+                self.client.log_image(r["run_id"], np.load(r["file"]), key=r["key"], step=r["step"])
 
     def _send_register(self, records: list[dict], maybe_sent: bool) -> None:
+        """A new version of the registered model per run (a replay or a resume adds none); a
+        refusal (no permission) is the record's rejection, not a retry that holds the spool up."""
         from mlflow.exceptions import MlflowException
 
         for r in records:
-            with contextlib.suppress(MlflowException):  # it exists already (another run registered it)
-                self.client.create_registered_model(r["name"])
-            source = f"runs:/{r['run_id']}/{r['path']}"
-            versions = self.client.search_model_versions(f"name='{r['name']}'") if maybe_sent else []
-            if any(v.run_id == r["run_id"] for v in versions):
-                continue  # sent before a lost answer: one version per run
-            self.client.create_model_version(r["name"], source, run_id=r["run_id"])
+            try:
+                with contextlib.suppress(MlflowException):  # it exists already (another run registered it)
+                    self.client.create_registered_model(r["name"])
+                if any(v.name == r["name"] for v in self.client.search_model_versions(f"run_id='{r['run_id']}'")):
+                    continue
+                self.client.create_model_version(r["name"], f"runs:/{r['run_id']}/{r['path']}", run_id=r["run_id"])
+            except MlflowException as exc:
+                if exc.error_code in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
+                    raise Rejected(f"registering model {r['name']!r}: {exc}") from exc
+                raise
 
     def _send_terminate(self, records: list[dict], maybe_sent: bool) -> None:
         for r in records:
@@ -320,8 +329,7 @@ def prepare_store(uri: str) -> str | None:
     folder = store_folder(uri)
     if folder is None:
         return None
-    if not os.path.isdir(folder):
-        os.mkdir(folder)  # one level: the probe checked the folder it goes in
+    os.makedirs(folder, exist_ok=True)  # one level in practice: the probe checked the folder it goes in
     return pathlib.Path(os.path.abspath(os.path.join(folder, "mlruns"))).as_uri()
 
 

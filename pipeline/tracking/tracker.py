@@ -163,7 +163,8 @@ class MlflowTracker(NullTracker):
         thread, while the caller starts Ray; :meth:`start` waits for it. Errors are left to
         ``start``; a server is not contacted here (its probe is quick, MLflow's retries are not)."""
         if store_folder(self.uri) is not None:
-            self._prepared = threading.Thread(target=open_store, args=(self.uri,), name="ffm-store", daemon=True)
+            # not a daemon: an error or Ctrl-C meanwhile must not kill a new store's migration half-way
+            self._prepared = threading.Thread(target=open_store, args=(self.uri,), name="ffm-store")
             self._prepared.start()
 
     def start(self, params: dict, tags: dict, run_id: str | None = None) -> str:
