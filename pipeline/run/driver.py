@@ -106,10 +106,10 @@ def train(raw_cfg, on_epoch=None) -> dict:
 def _run(cfg: RunConfig, plan, split, on_epoch=None) -> dict:
     """The chips started, the run tracked from start to finish (see :func:`train`)."""
     tracker = make_tracker(cfg)
-    tracker.prepare_in_background()  # MLflow's imports and store, while Ray starts
     for line in attached_lines(plan):
         tracker.event(line, echo=False)  # where each rig is: for the record
-    state, run_id = _initial_state(cfg, plan, tracker)
+    state, run_id = _initial_state(cfg, plan, tracker)  # resume and masks checked: nothing written before
+    tracker.prepare_in_background()  # MLflow's imports and store, while Ray starts
     topo, split_ref = _start_chips(cfg, plan, split, tracker)
     sess = _session(cfg, plan, topo, tracker, split, split_ref)
     sess.on_epoch = on_epoch

@@ -222,7 +222,7 @@ def _schedule(
     import ray
 
     root, running, failed, finished = base["sweep"]["root"], {}, {}, 0
-    pending = list(todo)
+    pending, started = list(todo), time.perf_counter()
     while pending or running:
         for job in [j for j in pending if j.needs is None or j.needs in done][: width - len(running)]:
             pending.remove(job)
@@ -242,12 +242,20 @@ def _schedule(
             failed[job.key] = str(exc).strip().splitlines()[-1][:300]
             line = f"FAILED {job.key}: {failed[job.key]}"
         finished += 1
-        print(f"  [{finished}/{len(todo)}] {line}", flush=True)
+        print(f"  [{finished}/{len(todo)}] {line}{time_left(started, finished, len(todo))}", flush=True)
         if stop_after is not None and finished >= stop_after:
             for ref in running:
                 ray.cancel(ref, force=True)
             return failed, True
     return failed, False
+
+
+def time_left(started: float, finished: int, total: int) -> str:
+    """``, about N min left`` at the rate jobs have finished so far (all widths included)."""
+    if finished >= total:
+        return ""
+    left_s = (time.perf_counter() - started) / finished * (total - finished)
+    return f", about {left_s / 60:.0f} min left" if left_s >= 90 else f", about {left_s:.0f} s left"
 
 
 def flat_config(base: dict) -> dict[str, str]:
