@@ -20,20 +20,11 @@ import csv
 import os
 import sys
 
+from pipeline.tracking.metric_names import TIMING_KEYS
 from pipeline.tracking.runs import log_report, read_runs
 from pipeline.tracking.server import DEFAULT_ROOT, default_uri
 
-KEYS = [
-    "samples_per_s",
-    "round_s",
-    "slowest_chip_s",
-    "broadcast_s",
-    "collect_s",
-    "update_s",
-    "logging_s",
-    "overhead_frac",
-    "bubble_frac",
-]
+KEYS = list(TIMING_KEYS)  # the round timings, medians over rounds
 
 
 def scaling_rows(runs: list[dict]) -> list[dict]:
